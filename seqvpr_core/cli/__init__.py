@@ -1,0 +1,1 @@
+"""The ``seqvpr`` command-line tool: thin ``run(args)`` functions over the library."""

@@ -1,0 +1,62 @@
+"""Options and helpers shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import torch
+
+from ..models import SequenceModel, build_model, list_aggregators, list_encoders
+from ..stream import WindowConfig
+
+LOG = logging.getLogger("seqvpr")
+
+
+def add_model_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--model", required=required, metavar="SPEC",
+                   help="a checkpoint (.pt), a model config (.yaml/.json) or "
+                        "'encoder+aggregator' with pretrained weights; encoders: "
+                        f"{', '.join(list_encoders())}; aggregators: "
+                        f"{', '.join(list_aggregators())}")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the model runs; auto picks CUDA when available")
+    p.add_argument("--half", action="store_true",
+                   help="run the model in float16 (CUDA only)")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="frames encoded per forward pass")
+
+
+def add_window_options(p: argparse.ArgumentParser, default: int | None = 10) -> None:
+    p.add_argument("--window", type=int, default=default, metavar="L",
+                   help="window length in frames (sets --min-len and --max-len)")
+    p.add_argument("--min-len", type=int, default=None,
+                   help="shortest window, used while a stream starts (default: --window)")
+    p.add_argument("--stride", type=int, default=1, help="new frames between two windows")
+
+
+def window_from_args(args: argparse.Namespace) -> WindowConfig:
+    if args.window is None:
+        raise SystemExit("error: give --window")
+    return WindowConfig(args.min_len or args.window, args.window, args.stride)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def load_model_from_args(args: argparse.Namespace, spec: str | dict | None = None,
+                         window: int | None = None) -> SequenceModel:
+    model = build_model(spec if spec is not None else args.model, window=window)
+    device = resolve_device(args.device)
+    model = model.to(device)
+    if args.half:
+        if device.type != "cuda":
+            raise SystemExit("error: --half needs --device cuda")
+        model = model.half()
+    LOG.info("model %s: %d-d descriptors on %s", model.name, model.descriptor_dim, device)
+    return model.eval()

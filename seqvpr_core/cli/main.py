@@ -1,0 +1,42 @@
+"""Entry point of the ``seqvpr`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .. import __version__
+from . import build_map, demo, eval, localize, models
+
+SUBCOMMANDS = (demo, build_map, localize, eval, models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqvpr",
+        description="Sequential visual place recognition: build maps, localize image "
+                    "streams and evaluate sequence descriptors.")
+    parser.add_argument("--version", action="version", version=f"seqvpr {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        # bad input, damaged files, missing weights: one clear line, no traceback
+        print(f"seqvpr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

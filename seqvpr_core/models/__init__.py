@@ -1,0 +1,73 @@
+"""Models: registries of frame encoders and sequence aggregators, and the
+:class:`SequenceModel` that joins them. Importing this package registers all
+built-in models.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import aggregators, encoders  # noqa: F401  (registration on import)
+from .base import Aggregator, FrameEncoder, Preprocess
+from .registry import (
+    AGGREGATORS,
+    create_aggregator,
+    create_encoder,
+    list_aggregators,
+    list_encoders,
+    register_aggregator,
+    register_encoder,
+)
+from .sequence_model import SequenceModel, load_model
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def spec_config(spec: str, window: int | None = None) -> dict[str, Any]:
+    """Turn a short name ``encoder+aggregator`` into a model config.
+
+    Aggregators that need a fixed window length (``cat``) take it from ``window``.
+    """
+    parts = spec.split("+")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"model spec {spec!r} is not a checkpoint, a config file or "
+                         f"'encoder+aggregator'; encoders: {list_encoders()}, "
+                         f"aggregators: {list_aggregators()}")
+    encoder, aggregator = parts
+    agg: dict[str, Any] = {"name": aggregator}
+    if aggregator in AGGREGATORS and "length" in inspect.signature(AGGREGATORS[aggregator]).parameters:
+        if window is None:
+            raise ValueError(f"aggregator {aggregator!r} needs a fixed window length; "
+                             "pass --window")
+        agg["length"] = int(window)
+    return {"encoder": {"name": encoder}, "aggregator": agg}
+
+
+def build_model(spec: str | Path | dict, window: int | None = None) -> SequenceModel:
+    """A model from a checkpoint path, a YAML/JSON config file, a config dict or
+    a short name such as ``efficientnet_lite0+seqgem`` (pretrained weights)."""
+    if isinstance(spec, dict):
+        return SequenceModel(spec).eval()
+    path = Path(spec)
+    if path.suffix in CHECKPOINT_SUFFIXES:
+        return load_model(path)
+    if path.suffix in CONFIG_SUFFIXES:
+        if not path.is_file():
+            raise FileNotFoundError(f"model config {path} does not exist")
+        text = path.read_text()
+        config = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        return SequenceModel(config.get("model", config)).eval()
+    return SequenceModel(spec_config(str(spec), window)).eval()
+
+
+__all__ = [
+    "Aggregator", "FrameEncoder", "Preprocess", "SequenceModel", "build_model", "load_model",
+    "spec_config", "create_encoder", "create_aggregator", "list_encoders", "list_aggregators",
+    "register_encoder", "register_aggregator",
+]

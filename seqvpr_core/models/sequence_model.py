@@ -1,0 +1,187 @@
+"""A sequence model = frame encoder + sequence aggregator, built from a config.
+
+The config is a small dict, ``{"encoder": {"name": ..., **kw}, "aggregator":
+{"name": ..., **kw}}``, saved inside every checkpoint so ``load_model(path)``
+needs nothing else. Checkpoints are loaded with ``weights_only=True``: no
+pickled code ever runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import Aggregator, FrameEncoder
+from .registry import create_aggregator, create_encoder
+
+CHECKPOINT_FORMAT = "seqvpr-model"
+CHECKPOINT_VERSION = 1
+
+
+class SequenceModel(nn.Module):
+    """Encode frames once, aggregate any window of cached frame features.
+
+    - ``encode_frames``: uint8 RGB frames [B, H, W, 3] -> features [B, *frame_shape]
+    - ``aggregate``: features [B, T, *frame_shape] -> descriptors [B, descriptor_dim]
+    - ``forward``: preprocessed clips [B, T, 3, H, W] -> descriptors (training)
+    """
+
+    def __init__(self, config: dict[str, Any], *, pretrained: bool = True,
+                 encoder: FrameEncoder | None = None) -> None:
+        super().__init__()
+        self.config = _normalise_config(config)
+        enc_kw = {k: v for k, v in self.config["encoder"].items() if k != "name"}
+        agg_kw = {k: v for k, v in self.config["aggregator"].items() if k != "name"}
+        enc_kw.setdefault("pretrained", pretrained)
+        if encoder is None:
+            encoder = create_encoder(self.config["encoder"]["name"], **enc_kw)
+        self.encoder: FrameEncoder = encoder
+        self.aggregator: Aggregator = create_aggregator(self.config["aggregator"]["name"],
+                                                        **agg_kw)
+
+    def with_aggregator(self, aggregator: dict[str, Any] | str) -> SequenceModel:
+        """Another model sharing this one's encoder module (no copy, no reload)."""
+        config = {"encoder": self.config["encoder"], "aggregator": aggregator}
+        return SequenceModel(config, encoder=self.encoder).to(self.device).eval()
+
+    @property
+    def name(self) -> str:
+        return f"{self.config['encoder']['name']}+{self.config['aggregator']['name']}"
+
+    @property
+    def frame_dim(self) -> int:
+        return self.encoder.dim
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        """Shape of one frame's cached features: (D,) or (N, C) for token encoders."""
+        return tuple(self.encoder.out_shape)
+
+    @property
+    def descriptor_dim(self) -> int:
+        return self.aggregator.out_dim(self.encoder.dim)
+
+    @property
+    def variable_length(self) -> bool:
+        return self.aggregator.variable_length
+
+    @property
+    def fixed_length(self) -> int | None:
+        return self.aggregator.length
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.buffers(), next(self.parameters(), torch.empty(0))).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for t in self.parameters():
+            if t.is_floating_point():
+                return t.dtype
+        return torch.float32
+
+    def preprocess(self, frames: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> torch.Tensor:
+        """uint8 RGB [B, H, W, 3] (or a list of HxWx3) -> encoder input on the model's device."""
+        if isinstance(frames, (list, tuple)):
+            shapes = {f.shape for f in frames}
+            if len(shapes) > 1:  # mixed sizes: resize each, then stack
+                return torch.cat([self.preprocess(f[None]) for f in frames])
+            frames = np.stack(frames)
+        x = torch.as_tensor(frames).to(self.device, non_blocking=True)
+        if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"frames must be uint8 RGB [B, H, W, 3], got {x.dtype} "
+                             f"{tuple(x.shape)}")
+        return self.encoder.preprocess(x).to(self.dtype)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Preprocessed images [B, 3, H, W] -> frame features [B, D]."""
+        return self.encoder(x)
+
+    def encode_frames(self, frames) -> torch.Tensor:
+        """Raw uint8 RGB frames -> frame features [B, D] (no autograd)."""
+        with torch.inference_mode():
+            return self.encode(self.preprocess(frames))
+
+    def aggregate(self, features: torch.Tensor) -> torch.Tensor:
+        """Frame features [B, T, D] -> L2-normalised descriptors [B, descriptor_dim]."""
+        return self.aggregator(features)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        b, t = clips.shape[:2]
+        feats = self.encode(clips.flatten(0, 1))
+        return self.aggregate(feats.unflatten(0, (b, t)))
+
+    def fingerprint(self) -> str:
+        """sha256 of the config and every tensor: ties maps to the exact model."""
+        h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
+        for key, tensor in sorted(self.state_dict().items()):
+            h.update(key.encode())
+            h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """One self-describing checkpoint file, written atomically."""
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config": self.config,
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _normalise_config(config: dict[str, Any]) -> dict[str, Any]:
+    config = copy.deepcopy(dict(config))
+    for part in ("encoder", "aggregator"):
+        value = config.get(part)
+        if isinstance(value, str):
+            config[part] = {"name": value}
+        elif not isinstance(value, dict) or "name" not in value:
+            raise ValueError(f"model config needs {part}: {{name: ..., ...}}, got {value!r}")
+    for key, value in config["encoder"].items():
+        if isinstance(value, list):
+            config["encoder"][key] = tuple(value)
+    unknown = set(config) - {"encoder", "aggregator"}
+    if unknown:
+        raise ValueError(f"unknown model config keys {sorted(unknown)}; "
+                         "expected 'encoder' and 'aggregator'")
+    return config
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SequenceModel:
+    """Rebuild a model from its checkpoint alone (no pickled code executed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable seqvpr checkpoint: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a seqvpr model checkpoint (no '{CHECKPOINT_FORMAT}' "
+                         "format tag)")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path} has checkpoint version {payload.get('version')}; this "
+                         f"seqvpr reads version {CHECKPOINT_VERSION}")
+    model = SequenceModel(payload["config"], pretrained=False)
+    model.load_state_dict(payload["state_dict"], strict=True)
+    return model.to(map_location).eval()

@@ -1,0 +1,18 @@
+"""The streaming path: feature ring -> windows -> aggregation -> map -> gate."""
+
+from .gate import GateConfig, LoopClosure, LoopClosureGate
+from .localizer import (
+    MODES,
+    FrameInfo,
+    LocalizerConfig,
+    StreamingLocalizer,
+    WindowConfig,
+    WindowResult,
+)
+from .replay import replay
+from .ring import FeatureRing
+
+__all__ = [
+    "MODES", "FeatureRing", "FrameInfo", "GateConfig", "LocalizerConfig", "LoopClosure",
+    "LoopClosureGate", "StreamingLocalizer", "WindowConfig", "WindowResult", "replay",
+]
