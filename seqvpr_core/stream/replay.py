@@ -1,4 +1,4 @@
-"""Drive a localizer over a whole traversal in encoder-sized batches."""
+"""Drive a localizer over a whole recording (image folder or rosbag) in encoder-sized batches."""
 
 from __future__ import annotations
 
@@ -6,23 +6,24 @@ from collections.abc import Iterator
 
 from tqdm import tqdm
 
-from ..data import Traversal
+from ..data import FrameSource
 from .localizer import StreamingLocalizer, WindowResult
 
 
-def replay(localizer: StreamingLocalizer, traversal: Traversal, batch_size: int = 32,
+def replay(localizer: StreamingLocalizer, source: FrameSource, batch_size: int = 32,
            progress: bool = True, desc: str | None = None) -> Iterator[WindowResult]:
-    """Stream ``traversal`` in order; yields every completed window's result."""
-    with tqdm(total=len(traversal), desc=desc or f"{localizer.config.mode} {traversal.name}",
+    """Stream ``source`` in order; yields every completed window's result."""
+    names = source.names
+    with tqdm(total=len(source), desc=desc or f"{localizer.config.mode} {source.name}",
               unit="frame", disable=not progress) as bar:
-        for start, frames in traversal.batches(batch_size):
+        for start, frames in source.batches(batch_size):
             idx = range(start, start + len(frames))
             yield from localizer.feed(
                 frames,
-                stamps_ns=traversal.stamps_ns[start:start + len(frames)],
-                poses=[traversal.pose(i) for i in idx],
-                names=[traversal.paths[i].name for i in idx],
+                stamps_ns=source.stamps_ns[start:start + len(frames)],
+                poses=[source.pose(i) for i in idx],
+                names=[names[i] for i in idx],
                 indices=list(idx),
-                source=traversal.name,
+                source=source.name,
             )
             bar.update(len(frames))
