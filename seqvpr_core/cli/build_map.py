@@ -1,21 +1,64 @@
-"""seqvpr build-map: stream a traversal in mapping mode and save the map."""
+"""seqvpr build-map: stream an image folder or a rosbag in mapping mode and save the map."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..data import read_image_folder
+from ..data import FrameSource, KeyframeSpacing, read_bag, read_image_folder
 from ..maps import PlaceMap
 from ..maps.place_map import METRICS
 from ..stream import LocalizerConfig, StreamingLocalizer, replay
-from .common import LOG, add_model_options, add_window_options, load_model_from_args, window_from_args
+from .common import (
+    LOG,
+    add_model_options,
+    add_window_options,
+    load_model_from_args,
+    window_from_args,
+)
+
+
+def add_source_options(p: argparse.ArgumentParser, what: str) -> None:
+    """--images FOLDER or --bag BAG --topic T [--odom-topic O] plus keyframe spacing."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", metavar="FOLDER",
+                     help=f"folder of {what} images, read in file-name order (optional "
+                          "poses.csv: name,stamp,x,y[,heading])")
+    src.add_argument("--bag", help=f"rosbag2 of {what} frames: a bag directory or a .db3/.mcap "
+                                   "file (sqlite3 or MCAP storage)")
+    p.add_argument("--topic", help="--bag: image topic (sensor_msgs/Image or CompressedImage)")
+    p.add_argument("--odom-topic", help="--bag: nav_msgs/Odometry or geometry_msgs/PoseStamped "
+                                        "topic; poses are interpolated to the frame stamps")
+    p.add_argument("--min-distance", type=float, default=0.0, metavar="METRES",
+                   help="--bag: keep a frame only after moving this far (needs --odom-topic)")
+    p.add_argument("--min-interval", type=float, default=0.0, metavar="SECONDS",
+                   help="--bag: keep a frame only this long after the previous one")
+
+
+def source_from_args(args: argparse.Namespace) -> FrameSource:
+    spacing = KeyframeSpacing(args.min_distance, args.min_interval)
+    if args.images is not None:
+        if args.topic or args.odom_topic or spacing.enabled:
+            raise SystemExit("error: --topic, --odom-topic, --min-distance and --min-interval "
+                             "apply to --bag only")
+        return read_image_folder(args.images)
+    if not args.topic:
+        raise SystemExit("error: --bag needs --topic (the image topic)")
+    frames = read_bag(args.bag, args.topic, args.odom_topic, spacing)
+    print(f"{frames.name}: {len(frames)} frames of {frames.total_messages}"
+          + (f" (kept by spacing {spacing.min_distance_m} m / {spacing.min_interval_s} s)"
+             if spacing.enabled else "")
+          + (", poses from " + args.odom_topic if args.odom_topic else ""))
+    for note in frames.damage:
+        print(f"warning: {note}; the frames before it are used")
+    return frames
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("build-map", help="build a place map from a folder of images",
+    p = sub.add_parser("build-map", help="build a place map from an image folder or a rosbag",
                        description="Encode every frame once, aggregate each window and "
-                                   "write the map directory (manifest, FAISS index, keyframes).")
-    p.add_argument("--images", required=True, help="folder of images, read in file-name order")
+                                   "write the map directory (manifest, FAISS index, keyframes "
+                                   "with stamps and poses).")
+    add_source_options(p, "map")
     p.add_argument("--out", required=True, help="map directory to write (replaced atomically)")
     p.add_argument("--metric", default="ip", choices=METRICS,
                    help="inner product (cosine on normalised descriptors) or L2")
@@ -32,14 +75,17 @@ def model_info(model, spec) -> dict:
 def run(args: argparse.Namespace) -> int:
     window = window_from_args(args)
     model = load_model_from_args(args, window=window.max_len)
-    traversal = read_image_folder(args.images)
+    source = source_from_args(args)
     place_map = PlaceMap(model.descriptor_dim, args.metric, model_info(model, args.model),
                          window={"min_len": window.min_len, "max_len": window.max_len,
                                  "stride": window.stride})
     mapper = StreamingLocalizer(model, place_map, LocalizerConfig("mapping", window))
-    for _ in replay(mapper, traversal, args.batch_size):
+    for _ in replay(mapper, source, args.batch_size):
         pass
+    if not len(place_map):
+        raise ValueError(f"{source.name}: {len(source)} frames make no window of "
+                         f"{window.min_len} frames; nothing to map")
     path = place_map.save(args.out)
-    LOG.info("wrote %d map entries from %d frames to %s", len(place_map), len(traversal), path)
+    LOG.info("wrote %d map entries from %d frames to %s", len(place_map), len(source), path)
     print(f"map: {len(place_map)} entries ({model.descriptor_dim}-d, {model.name}) -> {path}")
     return 0

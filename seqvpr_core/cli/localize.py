@@ -1,29 +1,48 @@
-"""seqvpr localize: replay a folder of images against a map, write the matches."""
+"""seqvpr localize: replay an image folder or a rosbag against a map (or grow one, slam)."""
 
 from __future__ import annotations
 
 import argparse
-import csv
-import os
-import tempfile
 from pathlib import Path
 
-from ..data import read_image_folder
 from ..maps import PlaceMap
 from ..stream import GateConfig, LocalizerConfig, StreamingLocalizer, WindowConfig, replay
-from .common import LOG, add_model_options, load_model_from_args
+from .build_map import add_source_options, model_info, source_from_args
+from .common import LOG, add_model_options, add_window_options, load_model_from_args
+from .localize_output import (
+    LOOP_COLUMNS,
+    loop_record,
+    plot_trajectory,
+    window_header,
+    window_record,
+    window_row,
+    write_csv,
+    write_jsonl,
+)
+
+__all__ = ["add_parser", "run", "write_csv"]
+FORMATS = ("csv", "jsonl")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("localize", help="match a folder of images against a map",
-                       description="Stream the images through the localizer and write one "
-                                   "CSV row per query window with its top-k map keyframes.")
-    p.add_argument("--map", required=True, help="map directory made by build-map")
-    p.add_argument("--images", required=True, help="folder of query images, file-name order")
-    p.add_argument("--out", required=True, help="CSV file to write")
+    p = sub.add_parser("localize", help="match an image folder or a rosbag against a map",
+                       description="Stream the frames through the localizer; write one row "
+                                   "per query window with its top-k map keyframes, the "
+                                   "loop-closure candidates, and a trajectory plot with the "
+                                   "loop closures when the frames have poses.")
+    p.add_argument("--map", help="map directory made by build-map (slam: optional prior map)")
+    add_source_options(p, "query")
+    p.add_argument("--out", required=True, help="matches file, one row per window (.csv or "
+                                                ".jsonl)")
+    p.add_argument("--format", choices=FORMATS,
+                   help="matches and loops format (default: from the --out suffix, else csv)")
+    p.add_argument("--loops", help="loop-closure candidates file (default: <out>.loops.<fmt>)")
+    p.add_argument("--plot", help="trajectory plot PNG, written when poses exist "
+                                  "(default: <out>.png)")
     p.add_argument("--top-k", type=int, default=5, help="matches per window")
     p.add_argument("--mode", default="localize", choices=("localize", "slam"),
                    help="slam: the map also grows from the query stream")
+    p.add_argument("--save-map", help="slam: write the grown map to this directory")
     p.add_argument("--exclude-recent", type=float, default=30.0, metavar="SECONDS",
                    help="slam: ignore map entries from the last SECONDS before a window")
     p.add_argument("--threshold", type=float, default=0.0,
@@ -31,44 +50,61 @@ def add_parser(sub) -> None:
     p.add_argument("--consistency", type=int, default=3,
                    help="loop-closure gate: consecutive windows that must agree")
     add_model_options(p, required=False)
+    add_window_options(p, default=None)
     p.set_defaults(run=run)
 
 
+def _open_map(args: argparse.Namespace):
+    """(map, window, model): a saved map, or in slam mode an empty one."""
+    if args.map:
+        place_map = PlaceMap.load(args.map)
+        window = WindowConfig(**place_map.window) if place_map.window else None
+        spec = args.model or place_map.model.get("config")
+        if spec is None:
+            raise SystemExit(f"error: {args.map} does not record its model; pass --model")
+        if window is None:
+            raise SystemExit(f"error: {args.map} does not record its window; pass --window")
+        model = load_model_from_args(args, spec=spec, window=window.max_len)
+        return place_map, window, model
+    if args.mode != "slam":
+        raise SystemExit("error: --map is required in localize mode")
+    if not (args.model and args.window):
+        raise SystemExit("error: slam without --map needs --model and --window")
+    window = WindowConfig(args.min_len or args.window, args.window, args.stride)
+    model = load_model_from_args(args, window=window.max_len)
+    place_map = PlaceMap(model.descriptor_dim, model=model_info(model, args.model),
+                         window={"min_len": window.min_len, "max_len": window.max_len,
+                                 "stride": window.stride})
+    return place_map, window, model
+
+
 def run(args: argparse.Namespace) -> int:
-    place_map = PlaceMap.load(args.map)
-    window = WindowConfig(**place_map.window)
-    spec = args.model or place_map.model.get("config")
-    if spec is None:
-        raise SystemExit(f"error: {args.map} does not record its model; pass --model")
-    model = load_model_from_args(args, spec=spec, window=window.max_len)
+    if args.save_map and args.mode != "slam":
+        raise SystemExit("error: --save-map needs --mode slam")
+    out = Path(args.out)
+    fmt = args.format or ("jsonl" if out.suffix == ".jsonl" else "csv")
+    place_map, window, model = _open_map(args)
     config = LocalizerConfig(args.mode, window, top_k=args.top_k,
                              exclude_recent_s=args.exclude_recent,
                              gate=GateConfig(args.threshold, args.consistency))
     localizer = StreamingLocalizer(model, place_map, config)
-    traversal = read_image_folder(args.images)
-    rows = []
-    for r in replay(localizer, traversal, args.batch_size):
-        row = [r.last.index, r.last.name,
-               "" if r.loop_closure is None else r.loop_closure.match.keyframe_id]
-        for m in r.matches:
-            row += [m.keyframe_id, m.keyframe.last_index, m.keyframe.name, f"{m.score:.6f}"]
-        rows.append(row)
-    header = ["query_index", "query_name", "loop_closure_id"]
-    for k in range(1, args.top_k + 1):
-        header += [f"match{k}_id", f"match{k}_index", f"match{k}_name", f"match{k}_score"]
-    write_csv(args.out, header, rows)
-    LOG.info("%d windows localized", len(rows))
-    print(f"localize: {len(rows)} query windows -> {args.out}")
+    source = source_from_args(args)
+    prior = [place_map.keyframes[i] for i in range(len(place_map))]
+    results = list(replay(localizer, source, args.batch_size))
+    loops = [loop_record(r) for r in results if r.loop_closure is not None]
+    loops_path = Path(args.loops) if args.loops else out.with_suffix(f".loops.{fmt}")
+    if fmt == "jsonl":
+        write_jsonl(out, [window_record(r) for r in results])
+        write_jsonl(loops_path, loops)
+    else:
+        write_csv(out, window_header(args.top_k), [window_row(r) for r in results])
+        write_csv(loops_path, LOOP_COLUMNS, [list(d.values()) for d in loops])
+    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+    plotted = plot_trajectory(plot, results, prior, source.name)
+    if args.save_map:
+        place_map.save(args.save_map)
+    LOG.info("%d windows localized, %d loop closures", len(results), len(loops))
+    print(f"localize: {len(results)} query windows -> {out}; {len(loops)} loop closures -> "
+          f"{loops_path}" + (f"; plot -> {plot}" if plotted else "; no poses, no plot")
+          + (f"; map ({len(place_map)} entries) -> {args.save_map}" if args.save_map else ""))
     return 0
-
-
-def write_csv(path: str | os.PathLike, header: list[str], rows: list[list]) -> None:
-    """Atomic CSV write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, path)
