@@ -41,7 +41,8 @@ def spec_config(spec: str, window: int | None = None) -> dict[str, Any]:
                          f"aggregators: {list_aggregators()}")
     encoder, aggregator = parts
     agg: dict[str, Any] = {"name": aggregator}
-    if aggregator in AGGREGATORS and "length" in inspect.signature(AGGREGATORS[aggregator]).parameters:
+    factory = AGGREGATORS.get(aggregator)
+    if factory is not None and "length" in inspect.signature(factory).parameters:
         if window is None:
             raise ValueError(f"aggregator {aggregator!r} needs a fixed window length; "
                              "pass --window")

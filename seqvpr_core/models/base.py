@@ -43,10 +43,16 @@ class FrameEncoder(nn.Module):
 
     dim: int
     preprocess: Preprocess
+    # Token encoders: the (rows, cols) of their patch tokens and how many extra
+    # tokens (CLS) come first; token aggregators that need the layout read these.
+    grid: tuple[int, int] | None = None
+    prefix_tokens: int = 0
 
     @property
     def out_shape(self) -> tuple[int, ...]:
-        return (self.dim,)
+        if self.grid is None:
+            return (self.dim,)
+        return (self.prefix_tokens + self.grid[0] * self.grid[1], self.dim)
 
 
 class Aggregator(nn.Module):
@@ -57,6 +63,9 @@ class Aggregator(nn.Module):
     """
 
     length: int | None = None
+    # What one frame's features must be: "vector" [D], "tokens" [N, C] on a
+    # grid, or "any" (a global vector counts as a single token).
+    input_kind: str = "vector"
 
     @property
     def variable_length(self) -> bool:
@@ -74,6 +83,23 @@ class Aggregator(nn.Module):
                 f"got {t}; use a variable-length aggregator (avg, max, seqgem) or set "
                 f"the window length to {self.length}"
             )
+
+
+def check_compatible(encoder: FrameEncoder, aggregator: Aggregator, encoder_name: str,
+                     aggregator_name: str) -> None:
+    """Refuse an encoder whose per-frame output the aggregator cannot read."""
+    kind = aggregator.input_kind
+    if kind == "vector" and encoder.grid is not None:
+        raise ValueError(
+            f"aggregator {aggregator_name!r} needs one global vector per frame, but encoder "
+            f"{encoder_name!r} gives tokens {tuple(encoder.out_shape)}; pool them in the encoder "
+            "(cct*: output='seqpool', dinov2_*: output='cls', resnet*/vgg16: pool='gem') or use "
+            "a token aggregator (seqvlad, stformer, adapt_stformer)")
+    if kind == "tokens" and encoder.grid is None:
+        raise ValueError(
+            f"aggregator {aggregator_name!r} needs a grid of tokens per frame, but encoder "
+            f"{encoder_name!r} gives one {encoder.dim}-d vector; use a token encoder (cct224, "
+            "cct384, dinov2_vits14, dinov2_vitb14, or resnet*/vgg16 with pool='none')")
 
 
 def l2n(x: torch.Tensor, dim: int = -1) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -21,8 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Aggregator, FrameEncoder
-from .registry import create_aggregator, create_encoder
+from .base import Aggregator, FrameEncoder, check_compatible
+from .pca import PCAWhitening
+from .registry import AGGREGATORS, create_aggregator, create_encoder
 
 CHECKPOINT_FORMAT = "seqvpr-model"
 CHECKPOINT_VERSION = 1
@@ -46,12 +48,18 @@ class SequenceModel(nn.Module):
         if encoder is None:
             encoder = create_encoder(self.config["encoder"]["name"], **enc_kw)
         self.encoder: FrameEncoder = encoder
-        self.aggregator: Aggregator = create_aggregator(self.config["aggregator"]["name"],
-                                                        **agg_kw)
+        agg_name = self.config["aggregator"]["name"]
+        agg_kw.update(_encoder_facts(agg_name, self.encoder))
+        self.aggregator: Aggregator = create_aggregator(agg_name, **agg_kw)
+        check_compatible(self.encoder, self.aggregator, self.config["encoder"]["name"], agg_name)
+        self.pca: PCAWhitening | None = None
+        if "pca" in self.config:
+            self.pca = PCAWhitening(self.aggregator.out_dim(self.encoder.dim),
+                                    **self.config["pca"])
 
     def with_aggregator(self, aggregator: dict[str, Any] | str) -> SequenceModel:
         """Another model sharing this one's encoder module (no copy, no reload)."""
-        config = {"encoder": self.config["encoder"], "aggregator": aggregator}
+        config = {"encoder": self.config["encoder"], "aggregator": aggregator}  # no PCA
         return SequenceModel(config, encoder=self.encoder).to(self.device).eval()
 
     @property
@@ -69,6 +77,8 @@ class SequenceModel(nn.Module):
 
     @property
     def descriptor_dim(self) -> int:
+        if self.pca is not None:
+            return self.pca.dim
         return self.aggregator.out_dim(self.encoder.dim)
 
     @property
@@ -113,8 +123,19 @@ class SequenceModel(nn.Module):
             return self.encode(self.preprocess(frames))
 
     def aggregate(self, features: torch.Tensor) -> torch.Tensor:
-        """Frame features [B, T, D] -> L2-normalised descriptors [B, descriptor_dim]."""
+        """Frame features [B, T, *frame_shape] -> L2-normalised [B, descriptor_dim]."""
+        descriptors = self.aggregator(features)
+        return descriptors if self.pca is None else self.pca(descriptors)
+
+    def aggregate_raw(self, features: torch.Tensor) -> torch.Tensor:
+        """The aggregator's output before the optional PCA stage (to fit it)."""
         return self.aggregator(features)
+
+    def fit_pca(self, descriptors: torch.Tensor) -> None:
+        """Learn the configured PCA/whitening from raw descriptors [N, D]."""
+        if self.pca is None:
+            raise ValueError("this model has no PCA stage; add pca: {dim: ...} to its config")
+        self.pca.fit(descriptors)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         b, t = clips.shape[:2]
@@ -160,11 +181,33 @@ def _normalise_config(config: dict[str, Any]) -> dict[str, Any]:
     for key, value in config["encoder"].items():
         if isinstance(value, list):
             config["encoder"][key] = tuple(value)
-    unknown = set(config) - {"encoder", "aggregator"}
+    for key, value in config["aggregator"].items():
+        if isinstance(value, list):
+            config["aggregator"][key] = tuple(value)
+    unknown = set(config) - {"encoder", "aggregator", "pca"}
     if unknown:
         raise ValueError(f"unknown model config keys {sorted(unknown)}; "
-                         "expected 'encoder' and 'aggregator'")
+                         "expected 'encoder', 'aggregator' and optionally 'pca'")
+    pca = config.get("pca")
+    if pca is not None and (not isinstance(pca, dict) or "dim" not in pca
+                            or set(pca) - {"dim", "whiten"}):
+        raise ValueError(f"pca must be {{dim: int, whiten: bool}}, got {pca!r}")
     return config
+
+
+def _encoder_facts(aggregator: str, encoder: FrameEncoder) -> dict[str, Any]:
+    """What the aggregator factory asks about the encoder's output (``in_dim``,
+    ``grid``, ``prefix_tokens``): always derived from the encoder, never from the config."""
+    if aggregator not in AGGREGATORS:
+        return {}
+    params = inspect.signature(AGGREGATORS[aggregator]).parameters
+    if "grid" in params and encoder.grid is None:
+        raise ValueError(
+            f"aggregator {aggregator!r} needs a grid of tokens per frame, but the encoder gives "
+            f"one {encoder.dim}-d vector; use a token encoder (cct224, cct384, dinov2_vits14, "
+            "dinov2_vitb14, or resnet*/vgg16 with pool='none')")
+    facts = {"in_dim": encoder.dim, "grid": encoder.grid, "prefix_tokens": encoder.prefix_tokens}
+    return {k: v for k, v in facts.items() if k in params}
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SequenceModel:

@@ -1,3 +1,3 @@
 """Sequence aggregators; importing this package registers them."""
 
-from . import pooling, seqgem  # noqa: F401
+from . import adapt_stformer, fusion, mixer, netvlad, pooling, seqgem, stformer  # noqa: F401

@@ -68,7 +68,8 @@ class SameConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
-        for size, k, s in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1]):
+        for size, k, s in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1],
+                                  strict=True):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
         return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, 1, self.groups)
@@ -163,10 +164,16 @@ def pretrained_weights_path(name: str) -> Path:
 
 
 class EfficientNetLiteEncoder(FrameEncoder):
-    """EfficientNet-Lite trunk up to ``stage``, GeM pooled and L2-normalised."""
+    """EfficientNet-Lite trunk up to ``stage``, GeM pooled and L2-normalised.
+
+    ``grid`` (rows, cols) pools each cell of a coarse grid separately and
+    concatenates them: global GeM is (1, 1); a grid keeps the scene's layout,
+    which matters for place recognition on small, low-texture frames.
+    """
 
     def __init__(self, name: str, stage: int = 5, pretrained: bool = True,
-                 image_size: tuple[int, int] | None = None, gem_p: float = 3.0) -> None:
+                 image_size: tuple[int, int] | None = None, gem_p: float = 3.0,
+                 grid: tuple[int, int] = (1, 1)) -> None:
         super().__init__()
         if not 1 <= stage <= HEAD_STAGE:
             raise ValueError(f"stage must be 1..{HEAD_STAGE} (8 = conv head), got {stage}")
@@ -177,14 +184,21 @@ class EfficientNetLiteEncoder(FrameEncoder):
                                weights_only=True)
             self.trunk.load_state_dict(state, strict=True)
         self.stage = stage
-        self.dim = self.trunk.stage_channels[stage - 1]
+        self.grid = tuple(grid)
+        self.dim = self.trunk.stage_channels[stage - 1] * self.grid[0] * self.grid[1]
         self.trunk.truncate(stage)
         self.pool = GeM(p=gem_p)
         res = variant.resolution
         self.preprocess = Preprocess(tuple(image_size) if image_size else (res, res))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return l2n(self.pool(self.trunk.forward_stage(x, self.stage)))
+        fmap = self.trunk.forward_stage(x, self.stage)
+        if self.grid == (1, 1):
+            return l2n(self.pool(fmap))
+        p = self.pool.p.to(fmap.dtype)
+        cells = F.adaptive_avg_pool2d(fmap.clamp(min=self.pool.eps).pow(p), self.grid)
+        cells = l2n(cells.pow(1.0 / p).flatten(2), dim=1)  # [B, C, cells], each cell unit
+        return l2n(cells.flatten(1))
 
 
 @register_encoder()

@@ -1,0 +1,80 @@
+"""Reading backbone weights from a local file (never downloaded at run time).
+
+Released checkpoints wrap their tensors differently: a bare state_dict, or one
+under ``state_dict`` / ``model_state_dict`` / ``model``, with ``module.``
+prefixes from DataParallel. :func:`read_state_dict` peels those layers off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+LOG = logging.getLogger(__name__)
+
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "teacher")
+
+
+def missing_weights_error(encoder: str, weights: str | os.PathLike | None,
+                          formats: str) -> FileNotFoundError:
+    """The error for ``pretrained=True`` without a usable local weight file."""
+    if weights is None:
+        return FileNotFoundError(
+            f"encoder {encoder!r} has no bundled weights and none are downloaded; pass "
+            f"weights=/path/to/file ({formats}) or pretrained=False for random init")
+    return FileNotFoundError(f"weights file for encoder {encoder!r} not found: {weights} "
+                             f"(expected {formats})")
+
+
+def read_state_dict(path: str | os.PathLike, encoder: str, formats: str) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file, unwrapped, with ``module.`` prefixes removed."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise missing_weights_error(encoder, path, formats)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cannot read weights {path} for {encoder!r}: {exc}") from exc
+    while isinstance(state, dict):
+        inner = next((state[k] for k in WRAPPER_KEYS if isinstance(state.get(k), dict)), None)
+        if inner is None:
+            break
+        state = inner
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"{path} holds no state_dict of tensors for {encoder!r}")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_exact(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike,
+               ignored: set[str] = frozenset(), optional: set[str] = frozenset()) -> None:
+    """Strict load after dropping ``ignored`` keys; errors name the file and the keys.
+
+    ``optional``: the module's own keys the file may lack (they keep their init,
+    e.g. a new projection head on top of an ImageNet backbone).
+    """
+    dropped = sorted(k for k in state if k in ignored)
+    if dropped:
+        LOG.info("%s: not used by this model: %s", path, ", ".join(dropped[:8]))
+    state = {k: v for k, v in state.items() if k not in ignored}
+    own = module.state_dict()
+    kept = sorted((set(own) - set(state)) & set(optional))
+    if kept:
+        LOG.info("%s has no %s; keeping their initial values", path, ", ".join(kept))
+    state.update({k: own[k] for k in kept})
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match {type(module).__name__}: missing "
+                         f"{missing[:6]}{'...' if len(missing) > 6 else ''}, unexpected "
+                         f"{unexpected[:6]}{'...' if len(unexpected) > 6 else ''}")
+    for key, tensor in state.items():
+        if tensor.shape != own[key].shape:
+            if tensor.numel() == own[key].numel():  # e.g. GeM p stored as [1] vs []
+                state[key] = tensor.reshape(own[key].shape)
+            else:
+                raise ValueError(f"{path}: {key} has shape {tuple(tensor.shape)}, the model "
+                                 f"expects {tuple(own[key].shape)}")
+    module.load_state_dict(state, strict=True)
