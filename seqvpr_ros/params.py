@@ -1,0 +1,146 @@
+"""The node's parameters: one table (name, default, description) and their validation.
+
+Plain Python (no rclpy, no torch) so the node, the launch files and the tests
+read the same table, and validation is tested without ROS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MODES = ("localize", "slam")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any  # its type is the parameter's type
+    description: str
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("image_topic", "image", "Image topic (relative; remap it in launch)."),
+    Param("compressed", False, "Subscribe to sensor_msgs/CompressedImage (jpeg/png) instead "
+                               "of sensor_msgs/Image."),
+    Param("odom_topic", "", "nav_msgs/Odometry topic synchronised with the images for poses "
+                            "and distance keyframes; empty: no odometry."),
+    Param("sync_slop", 0.05, "Approximate-time synchronisation tolerance, seconds."),
+    Param("model", "", "Model: checkpoint (.pt), config (.yaml/.json) or "
+                       "'encoder+aggregator'; empty: the model recorded in the map."),
+    Param("map_path", "", "Map directory from `seqvpr build-map`. Required in localize mode; "
+                          "optional prior map in slam mode."),
+    Param("mode", "localize", "localize: match against a read-only map; slam: the map grows "
+                              "from this robot's keyframes and revisits become loop closures."),
+    Param("device", "auto", "Where the model runs: auto (CUDA when available), cpu or cuda."),
+    Param("half", False, "Run the model in float16 (CUDA only)."),
+    Param("window_min", 0, "Shortest window while a stream starts; 0: from the map."),
+    Param("window_max", 0, "Window length in frames; 0: from the map."),
+    Param("window_stride", 0, "New frames between two windows; 0: from the map."),
+    Param("keyframe_min_distance", 0.0, "Keep a frame only after moving this many metres "
+                                        "(needs odom_topic); 0: off."),
+    Param("keyframe_min_interval", 0.0, "Keep a frame only this many seconds after the previous "
+                                        "kept one; 0: off."),
+    Param("top_k", 5, "Map matches published per window."),
+    Param("score_threshold", 0.0, "Loop-closure gate: minimum score of the best match."),
+    Param("loop_exclusion", 30.0, "slam: ignore map entries from the last N seconds before a "
+                                  "window (no loop closure with the robot's recent past)."),
+    Param("loop_exclusion_keyframes", 0, "slam: also ignore the newest N map entries."),
+    Param("consistency", 3, "Loop-closure gate: consecutive windows whose best matches agree."),
+    Param("consistency_tolerance", 3, "Loop-closure gate: map entries two consecutive best "
+                                      "matches may be apart and still agree."),
+    Param("queue_size", 8, "Frames waiting for the model; when full the oldest is dropped "
+                           "and counted."),
+    Param("publish_descriptors", True, "Publish ~/descriptors (SequenceDescriptor)."),
+    Param("publish_lio_sam", False, "slam: publish [t_cur, t_prev] on "
+                                    "lio_loop/loop_closure_detection for LIO-SAM."),
+    Param("publish_markers", False, "Publish ~/markers (visualization_msgs/MarkerArray) of "
+                                    "loop closures for RViz."),
+    Param("marker_frame", "map", "Frame of the RViz markers."),
+    Param("map_save_path", "", "slam: directory the ~/save_map service writes; empty: "
+                               "map_path."),
+    Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages."),
+)
+DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMS}
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Validated parameter values (attribute per parameter)."""
+
+    values: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> NodeSettings:
+        """All parameters (missing ones take defaults); ValueError lists every problem."""
+        merged = {**DEFAULTS, **values}
+        errors = validate(merged)
+        if errors:
+            raise ValueError("invalid parameters: " + "; ".join(errors))
+        return cls(merged)
+
+
+_AT_LEAST = {"window_min": 0, "window_max": 0, "window_stride": 0,
+             "loop_exclusion_keyframes": 0, "consistency_tolerance": 0, "top_k": 1,
+             "consistency": 1, "queue_size": 1, "sync_slop": 0.0, "keyframe_min_distance": 0.0,
+             "keyframe_min_interval": 0.0, "loop_exclusion": 0.0}
+_CHOICES = {"mode": MODES, "device": DEVICES}
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """The problem with one parameter value on its own (type, choices, range), or None.
+
+    This is what a running node accepts or refuses in ``ros2 param set``; checks
+    across parameters wait for the next configure (see :func:`validate`).
+    """
+    if name not in DEFAULTS:
+        return f"unknown parameter {name!r}"
+    default = DEFAULTS[name]
+    expected = float if isinstance(default, float) else type(default)
+    ok = isinstance(value, expected) or (expected is float and type(value) is int)
+    if not ok or (expected is int and isinstance(value, bool)):
+        return f"{name} must be {expected.__name__}, got {value!r}"
+    if name in _CHOICES and value not in _CHOICES[name]:
+        return f"{name} must be one of {_CHOICES[name]}, got {value!r}"
+    if name in _AT_LEAST and value < _AT_LEAST[name]:
+        return f"{name} must be >= {_AT_LEAST[name]}, got {value}"
+    if name == "diagnostics_period" and value <= 0:
+        return f"diagnostics_period must be > 0, got {value}"
+    if name == "image_topic" and not value:
+        return "image_topic must not be empty"
+    return None
+
+
+def subscription_topic(image_topic: str, compressed: bool) -> str:
+    """image_transport convention: compressed images live on ``<topic>/compressed``."""
+    if compressed and not image_topic.endswith("/compressed"):
+        return image_topic.rstrip("/") + "/compressed"
+    return image_topic
+
+
+def validate(v: dict[str, Any]) -> list[str]:
+    """Every problem with a full set of parameter values, as readable sentences."""
+    errors = [e for k, value in v.items() if (e := check_value(k, value))]
+    if errors:
+        return errors
+    if v["mode"] == "localize" and not v["map_path"]:
+        errors.append("localize mode needs map_path (a map from `seqvpr build-map`)")
+    if v["mode"] == "slam" and not v["map_path"] and not (v["model"] and v["window_max"]):
+        errors.append("slam mode without map_path needs model and window_max")
+    if v["half"] and v["device"] == "cpu":
+        errors.append("half precision needs device cuda or auto")
+    if v["window_min"] and v["window_max"] and v["window_min"] > v["window_max"]:
+        errors.append(f"window_min {v['window_min']} > window_max {v['window_max']}")
+    if v["keyframe_min_distance"] > 0 and not v["odom_topic"]:
+        errors.append("keyframe_min_distance needs odom_topic (distance comes from odometry)")
+    if v["publish_lio_sam"] and v["mode"] != "slam":
+        errors.append("publish_lio_sam needs mode slam: LIO-SAM looks both stamps up among "
+                      "its own keyframes, which a prior map's stamps are not")
+    return errors

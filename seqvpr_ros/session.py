@@ -1,0 +1,78 @@
+"""Build the streaming localizer the node drives, from validated settings (no rclpy)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from seqvpr_core.data import KeyframeSpacing, SpacingFilter
+from seqvpr_core.maps import PlaceMap
+from seqvpr_core.models import SequenceModel, build_model
+from seqvpr_core.stream import GateConfig, LocalizerConfig, StreamingLocalizer, WindowConfig
+
+from .params import NodeSettings
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class Session:
+    localizer: StreamingLocalizer
+    spacing: SpacingFilter
+    first_own_id: int  # map ids from here on are this run's keyframes (slam)
+    model_id: str  # "<name>:<fingerprint>", published with every descriptor
+
+    @property
+    def map(self) -> PlaceMap:
+        return self.localizer.map
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def _window(s: NodeSettings, recorded: dict) -> WindowConfig:
+    """Window parameters override the map's; 0 means 'as recorded in the map'."""
+    max_len = s.window_max or recorded.get("max_len")
+    if not max_len:
+        raise ValueError("no window length: set window_max or use a map that records it")
+    min_len = s.window_min or (recorded.get("min_len") if not s.window_max else None) or max_len
+    stride = s.window_stride or recorded.get("stride") or 1
+    return WindowConfig(min_len, max_len, stride)
+
+
+def open_session(s: NodeSettings) -> Session:
+    """Load map and model, check they belong together, build the localizer."""
+    place_map = PlaceMap.load(s.map_path) if s.map_path else None
+    window = _window(s, place_map.window if place_map else {})
+    spec = s.model or (place_map.model.get("config") if place_map else None)
+    if not spec:
+        raise ValueError(f"map {s.map_path} does not record its model; set the model parameter")
+    model: SequenceModel = build_model(spec, window=window.max_len)
+    device = _device(s.device)
+    model = model.to(device)
+    if s.half:
+        if device.type != "cuda":
+            raise ValueError("half precision needs a CUDA device")
+        model = model.half()
+    if place_map is None:
+        place_map = PlaceMap(model.descriptor_dim, model={
+            "name": model.name, "config": model.config, "fingerprint": model.fingerprint(),
+            "spec": str(spec)}, window={"min_len": window.min_len, "max_len": window.max_len,
+                                        "stride": window.stride})
+    config = LocalizerConfig(
+        s.mode, window, top_k=s.top_k, exclude_recent_s=s.loop_exclusion,
+        exclude_recent_keyframes=s.loop_exclusion_keyframes,
+        gate=GateConfig(s.score_threshold, s.consistency, s.consistency_tolerance))
+    localizer = StreamingLocalizer(model.eval(), place_map, config)
+    spacing = SpacingFilter(KeyframeSpacing(s.keyframe_min_distance, s.keyframe_min_interval))
+    LOG.info("%s on %s, window %d..%d, map of %d entries", model.name, device, window.min_len,
+             window.max_len, len(place_map))
+    return Session(localizer, spacing, len(place_map),
+                   f"{model.name}:{model.fingerprint()[:16]}")
