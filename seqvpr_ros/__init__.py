@@ -1,5 +1,6 @@
-"""ROS 2 side of seqvpr: thin rclpy nodes over :mod:`seqvpr_core`.
+"""ROS 2 side of seqvpr: the ``seqvpr_localizer`` lifecycle node (``node``) and its
+rclpy-free logic (``params``, ``frame_queue``, ``outputs``, ``session``).
 
-The node itself arrives with the ROS 2 issue; until then this package holds
-nothing and ``seqvpr_core`` is the whole product.
+``colcon build`` installs these modules next to the generated messages
+(``seqvpr_ros.msg``); ``pip install`` does not install this package.
 """

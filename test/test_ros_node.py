@@ -17,9 +17,9 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+from seqvpr_ros.msg import LoopClosure, PlaceMatchArray  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
-from seqvpr_ros.msg import LoopClosure, PlaceMatchArray  # noqa: E402
 from seqvpr_ros.node import SeqvprLocalizer  # noqa: E402
 from seqvpr_ros.params import PARAMS  # noqa: E402
 
