@@ -160,8 +160,14 @@ def vgg16(pretrained: bool = False, weights: str | None = None, pool: str = "gem
           fc_dim: int | None = None, image_size: tuple[int, int] = (224, 224),
           freeze: int = 0) -> CNNEncoder:
     """VGG-16 up to conv5_3 (512 channels, stride 16); torchvision or CosPlace file."""
-    features = torchvision.models.vgg16(weights=None).features
+    # Only the conv trunk: building torchvision's whole VGG would first initialise
+    # its 120M-parameter classifier just to throw it away. Same init as torchvision.
+    features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
     backbone = nn.Sequential(*list(features.children())[:VGG16_CONV5_END])
+    for m in backbone.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
     grid = (_halve(image_size[0], 4, False), _halve(image_size[1], 4, False))
     enc = CNNEncoder("vgg16", backbone, 512, grid, image_size, pool, fc_dim, freeze)
     return _build(enc, pretrained, weights, _rename_vgg)
