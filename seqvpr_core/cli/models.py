@@ -1,4 +1,4 @@
-"""seqvpr models: what the registries hold."""
+"""seqvpr models: what the registries hold, with sizes and parameter counts."""
 
 from __future__ import annotations
 
@@ -10,15 +10,19 @@ import torch
 from ..models import create_aggregator, create_encoder, list_aggregators, list_encoders
 from ..models.registry import AGGREGATORS
 
-PROBE_DIM = 256  # frame feature size used to show aggregator output sizes
+PROBE_DIM = 256  # a global frame vector, to show vector aggregators' sizes
+PROBE_GRID, PROBE_TOKEN_DIM = (14, 14), 384  # cct224's tokens, for token aggregators
 PROBE_LEN = 5
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("models", help="list frame encoders and sequence aggregators",
-                       description="Every registered encoder (feature size, parameters) and "
-                                   f"aggregator (output size for {PROBE_DIM}-d frame features "
-                                   "and whether it accepts any window length).")
+                       description="Every registered encoder (per-frame output, input size, "
+                                   "parameters) and aggregator (descriptor size, parameters, "
+                                   "whether it accepts any window length). Aggregator sizes are "
+                                   f"for {PROBE_DIM}-d frame vectors or, for token aggregators, "
+                                   f"{PROBE_GRID[0]}x{PROBE_GRID[1]} tokens of "
+                                   f"{PROBE_TOKEN_DIM}-d (cct224).")
     p.set_defaults(run=run)
 
 
@@ -26,17 +30,40 @@ def _params(module: torch.nn.Module) -> int:
     return sum(t.numel() for t in module.parameters())
 
 
+def _build(fn, **kw):
+    """Shapes and counts only: build on the meta device (no memory, no init cost)."""
+    try:
+        with torch.device("meta"):
+            return fn(**kw)
+    except (NotImplementedError, RuntimeError):
+        return fn(**kw)
+
+
+def _aggregator_row(name: str) -> tuple[str, int, int, str]:
+    params = inspect.signature(AGGREGATORS[name]).parameters
+    kw = {"length": PROBE_LEN} if "length" in params else {}
+    in_dim = PROBE_DIM
+    if "grid" in params:
+        in_dim = PROBE_TOKEN_DIM
+        kw["grid"] = PROBE_GRID
+    if "in_dim" in params:
+        kw["in_dim"] = in_dim
+    agg = _build(create_aggregator, name=name, **kw)
+    frame = f"{PROBE_GRID[0] * PROBE_GRID[1]}x{in_dim}" if "grid" in params else str(in_dim)
+    note = "yes" if agg.variable_length else f"no (L={PROBE_LEN})"
+    return frame, agg.out_dim(in_dim), _params(agg), note
+
+
 def run(args: argparse.Namespace) -> int:
-    print(f"{'encoder':<22}{'frame dim':>10}{'params':>12}")
+    print(f"{'encoder':<22}{'frame output':>14}{'input':>10}{'params':>14}")
     for name in list_encoders():
-        enc = create_encoder(name, pretrained=False)
-        print(f"{name:<22}{enc.dim:>10}{_params(enc):>12,}")
-    print(f"\n{'aggregator':<22}{'out dim (D=' + str(PROBE_DIM) + ')':>16}{'params':>12}"
-          f"{'any length':>12}")
+        enc = _build(create_encoder, name=name, pretrained=False)
+        shape = "x".join(map(str, enc.out_shape))
+        size = "x".join(map(str, enc.preprocess.size))
+        print(f"{name:<22}{shape:>14}{size:>10}{_params(enc):>14,}")
+    print(f"\n{'aggregator':<22}{'frame input':>12}{'descriptor':>12}{'params':>14}"
+          f"{'any length':>13}")
     for name in list_aggregators():
-        takes_len = "length" in inspect.signature(AGGREGATORS[name]).parameters
-        agg = create_aggregator(name, **({"length": PROBE_LEN} if takes_len else {}))
-        out = agg.out_dim(PROBE_DIM)
-        note = "yes" if agg.variable_length else f"no (L={PROBE_LEN})"
-        print(f"{name:<22}{out:>16}{_params(agg):>12,}{note:>12}")
+        frame, out, n, note = _aggregator_row(name)
+        print(f"{name:<22}{frame:>12}{out:>12}{n:>14,}{note:>13}")
     return 0
