@@ -114,11 +114,11 @@ class SequenceModel(nn.Module):
         return self.encoder.preprocess(x).to(self.dtype)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Preprocessed images [B, 3, H, W] -> frame features [B, D]."""
+        """Preprocessed images [B, 3, H, W] -> frame features [B, *frame_shape]."""
         return self.encoder(x)
 
     def encode_frames(self, frames) -> torch.Tensor:
-        """Raw uint8 RGB frames -> frame features [B, D] (no autograd)."""
+        """Raw uint8 RGB frames -> frame features [B, *frame_shape] (no autograd)."""
         with torch.inference_mode():
             return self.encode(self.preprocess(frames))
 

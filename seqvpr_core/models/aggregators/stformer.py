@@ -1,8 +1,9 @@
 """STformer: spatial and windowed temporal transformers, summed, then SeqVLAD.
 
-Zhao et al., "Spatio-Temporal Transformer for Sequential Place Recognition"
-(STformer). Frame tokens come from a convolutional patch embedding (CCT's two
-conv layers, or any token encoder). Two branches see the same tokens:
+Zhao et al., "Learning Sequence Descriptor based on Spatio-Temporal Attention
+for Visual Place Recognition" (STformer), RA-L 2024, arXiv:2305.11467. Frame
+tokens come from a convolutional patch embedding (CCT's two conv layers, or any
+token encoder). Two branches see the same tokens:
 
 - spatial: a transformer encoder within each frame, with a learned absolute
   position embedding;
