@@ -22,10 +22,11 @@ from ..maps import PlaceMap
 from ..models import build_model
 from ..stream import LocalizerConfig, StreamingLocalizer, WindowConfig, replay
 from .build_map import model_info
-from .localize import write_csv
+from .localize_output import write_csv
 
-DEMO_DATA = Path(__file__).resolve().parent.parent / "demo_data" / "nordland"
-DEMO_MODEL = "pixels+cat"
+PACKAGE = Path(__file__).resolve().parent.parent
+DEMO_DATA = PACKAGE / "demo_data" / "nordland"
+DEMO_MODEL = PACKAGE / "configs" / "nordland_lite0_cat.yaml"
 DEMO_WINDOW = 10
 TOLERANCE = 1  # frames: the usual Nordland tolerance
 
@@ -38,7 +39,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="seqvpr-demo", help="folder for the map, matches, report "
                                                         "and plot")
     p.add_argument("--model", default=DEMO_MODEL, metavar="SPEC",
-                   help=f"model spec (default {DEMO_MODEL})")
+                   help="model spec (default: EfficientNet-Lite0 grid features + cat, "
+                        f"{DEMO_MODEL.name})")
     p.add_argument("--window", type=int, default=DEMO_WINDOW, help="window length in frames")
     p.add_argument("--data", default=str(DEMO_DATA),
                    help="folder with summer/ and winter/ frame-aligned image folders")

@@ -166,14 +166,14 @@ def pretrained_weights_path(name: str) -> Path:
 class EfficientNetLiteEncoder(FrameEncoder):
     """EfficientNet-Lite trunk up to ``stage``, GeM pooled and L2-normalised.
 
-    ``grid`` (rows, cols) pools each cell of a coarse grid separately and
+    ``pool_grid`` (rows, cols) pools each cell of a coarse grid separately and
     concatenates them: global GeM is (1, 1); a grid keeps the scene's layout,
     which matters for place recognition on small, low-texture frames.
     """
 
     def __init__(self, name: str, stage: int = 5, pretrained: bool = True,
                  image_size: tuple[int, int] | None = None, gem_p: float = 3.0,
-                 grid: tuple[int, int] = (1, 1)) -> None:
+                 pool_grid: tuple[int, int] = (1, 1)) -> None:
         super().__init__()
         if not 1 <= stage <= HEAD_STAGE:
             raise ValueError(f"stage must be 1..{HEAD_STAGE} (8 = conv head), got {stage}")
@@ -184,8 +184,8 @@ class EfficientNetLiteEncoder(FrameEncoder):
                                weights_only=True)
             self.trunk.load_state_dict(state, strict=True)
         self.stage = stage
-        self.grid = tuple(grid)
-        self.dim = self.trunk.stage_channels[stage - 1] * self.grid[0] * self.grid[1]
+        self.pool_grid = tuple(pool_grid)
+        self.dim = self.trunk.stage_channels[stage - 1] * self.pool_grid[0] * self.pool_grid[1]
         self.trunk.truncate(stage)
         self.pool = GeM(p=gem_p)
         res = variant.resolution
@@ -193,10 +193,10 @@ class EfficientNetLiteEncoder(FrameEncoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fmap = self.trunk.forward_stage(x, self.stage)
-        if self.grid == (1, 1):
+        if self.pool_grid == (1, 1):
             return l2n(self.pool(fmap))
         p = self.pool.p.to(fmap.dtype)
-        cells = F.adaptive_avg_pool2d(fmap.clamp(min=self.pool.eps).pow(p), self.grid)
+        cells = F.adaptive_avg_pool2d(fmap.clamp(min=self.pool.eps).pow(p), self.pool_grid)
         cells = l2n(cells.pow(1.0 / p).flatten(2), dim=1)  # [B, C, cells], each cell unit
         return l2n(cells.flatten(1))
 

