@@ -7,9 +7,9 @@ import logging
 import sys
 
 from .. import __version__
-from . import build_map, demo, eval, localize, models
+from . import build_map, demo, eval, localize, models, train
 
-SUBCOMMANDS = (demo, build_map, localize, eval, models)
+SUBCOMMANDS = (demo, build_map, localize, eval, models, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

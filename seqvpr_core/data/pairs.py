@@ -1,0 +1,60 @@
+"""Database/query pairs of traversals per split, and the registry of dataset readers.
+
+Every reader turns a dataset's on-disk layout into ``{split: [TraversalPair]}``
+(splits ``train``, ``val``, ``test``, as the seq-VPR papers divide them). Training,
+validation and ``seqvpr eval`` consume that one shape, whatever the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .traversal import Traversal
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class TraversalPair:
+    """A map (database) traversal and a query traversal of the same places."""
+
+    name: str
+    db: Traversal
+    query: Traversal
+
+    @property
+    def has_positions(self) -> bool:
+        return self.db.positions is not None and self.query.positions is not None
+
+
+Reader = Callable[..., dict[str, list[TraversalPair]]]
+DATASETS: dict[str, Reader] = {}
+
+
+def register_dataset(name: str):
+    """Decorator: register a reader ``fn(root, **options) -> {split: [TraversalPair]}``."""
+    def wrap(fn: Reader) -> Reader:
+        if name in DATASETS:
+            raise ValueError(f"dataset reader {name!r} is registered twice")
+        DATASETS[name] = fn
+        return fn
+    return wrap
+
+
+def read_dataset(reader: str, root: str | Path, **options) -> dict[str, list[TraversalPair]]:
+    """Read a dataset by reader name; unknown names list the known ones."""
+    from . import readers  # noqa: F401  (registration on import)
+
+    if reader not in DATASETS:
+        raise ValueError(f"unknown dataset reader {reader!r}; known: {sorted(DATASETS)}")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset root {root} does not exist")
+    return DATASETS[reader](root, **options)
+
+
+def layout_error(root: Path, what: str, expected: str) -> ValueError:
+    """The error every reader raises on a wrong layout: what is missing, what was expected."""
+    return ValueError(f"{root} is not in the expected layout: {what}; expected {expected}")

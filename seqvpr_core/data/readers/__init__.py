@@ -1,0 +1,3 @@
+"""Dataset readers; importing this package registers them (see :mod:`..pairs`)."""
+
+from . import folder_csv, nordland  # noqa: F401  (registration on import)

@@ -1,0 +1,86 @@
+"""Training state on disk: one atomic file per epoch, read back without pickled code.
+
+``last.ckpt`` holds everything ``--resume`` needs to continue exactly: weights,
+optimiser, scheduler, AMP scaler, torch RNG, epoch, early-stopping state and
+history. Mining needs no saved generator: every random draw is seeded from
+(seed, epoch, step, rank), so the resumed epoch draws what the lost one would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TRAIN_FORMAT = "seqvpr-train-state"
+TRAIN_VERSION = 1
+LAST, BEST, HISTORY, CURVE = "last.ckpt", "best.pt", "history.json", "training_curve.png"
+
+
+def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no training state {path}; start without --resume")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != TRAIN_FORMAT:
+        raise ValueError(f"{path} is not a seqvpr training state")
+    if state.get("version") != TRAIN_VERSION:
+        raise ValueError(f"{path} has training-state version {state.get('version')}, this "
+                         f"seqvpr reads {TRAIN_VERSION}")
+    return state
+
+
+def write_history(out: Path, history: list[dict[str, Any]], title: str) -> None:
+    """history.json and the training-curve plot (loss and validation recall per epoch)."""
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{HISTORY}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(history, f, indent=2)
+    os.replace(tmp, out / HISTORY)
+    plot_curve(out / CURVE, history, title)
+
+
+def plot_curve(path: Path, history: list[dict[str, Any]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for k in ("1", "5"):
+        ax.plot(epochs, [h["val_recall"][k] for h in history], marker="o",
+                label=f"validation R@{k}")
+    ax.set_xlabel("epoch (0 = untrained)")
+    ax.set_ylabel("Recall@K")
+    ax.set_ylim(0, 1)
+    ax.grid(True, alpha=0.3)
+    trained = [h for h in history if h.get("loss") is not None]
+    if trained:
+        ax2 = ax.twinx()
+        ax2.plot([h["epoch"] for h in trained], [h["loss"] for h in trained], color="gray",
+                 linestyle="--", label="train loss")
+        ax2.set_ylabel("triplet loss")
+        ax2.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)

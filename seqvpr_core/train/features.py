@@ -1,0 +1,92 @@
+"""Frozen-encoder feature cache: every frame encoded once, stored as a memory-mapped .npy.
+
+The cache key hashes the encoder's config and weights and the frame files
+(name, size, mtime), so a changed image or encoder never reuses stale features.
+Files are written under a temporary name and renamed, so a killed run leaves
+no half-written cache behind; later runs (and every DDP rank) map it read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data import Traversal
+from ..models import SequenceModel
+
+LOG = logging.getLogger(__name__)
+
+
+def encoder_key(model: SequenceModel) -> str:
+    h = hashlib.sha256(json.dumps(model.config["encoder"], sort_keys=True,
+                                  default=str).encode())
+    for key, tensor in sorted(model.encoder.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def frames_key(traversal: Traversal) -> str:
+    h = hashlib.sha256()
+    for p in traversal.paths:
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def cache_path(cache_dir: Path, model: SequenceModel, traversal: Traversal) -> Path:
+    key = hashlib.sha256((encoder_key(model) + frames_key(traversal)).encode()).hexdigest()
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in traversal.name)
+    return Path(cache_dir) / f"{safe}-{key[:16]}.npy"
+
+
+def cached_features(model: SequenceModel, traversal: Traversal, cache_dir: str | os.PathLike,
+                    batch_size: int = 64, progress: bool = True, build: bool = True
+                    ) -> np.ndarray:
+    """float32 [N, *frame_shape] features of every frame, memory-mapped read-only.
+
+    ``build=False`` only opens an existing cache (DDP ranks other than 0 wait
+    for rank 0 to build it).
+    """
+    path = cache_path(Path(cache_dir), model, traversal)
+    if not path.is_file():
+        if not build:
+            raise FileNotFoundError(f"feature cache {path} was not built")
+        _build(path, model, traversal, batch_size, progress)
+    feats = np.load(path, mmap_mode="r")
+    if feats.shape != (len(traversal), *model.frame_shape):
+        raise ValueError(f"feature cache {path} has shape {feats.shape}, expected "
+                         f"{(len(traversal), *model.frame_shape)}; delete it to rebuild")
+    return feats
+
+
+def _build(path: Path, model: SequenceModel, traversal: Traversal, batch_size: int,
+           progress: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                        shape=(len(traversal), *model.frame_shape))
+        model.eval()
+        with tqdm(total=len(traversal), desc=f"cache {traversal.name}", unit="frame",
+                  disable=not progress) as bar:
+            for start, frames in traversal.batches(batch_size):
+                feats = model.encode_frames(frames).float().cpu().numpy()
+                out[start:start + len(frames)] = feats
+                bar.update(len(frames))
+        out.flush()
+        del out
+        os.replace(tmp, path)
+        LOG.info("cached %d frame features of %s in %s", len(traversal), traversal.name, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
