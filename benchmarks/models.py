@@ -4,7 +4,8 @@
 
 For each model: parameters, descriptor size, ms per new frame in streaming use
 (encode one frame + aggregate the cached window, what the localizer does per
-frame), ms per full window (encode all L frames + aggregate, a recompute), and
+frame), ms per full window (encode all L frames + aggregate, a recompute), each the
+median of ``--repeat`` runs, and
 peak memory. Each model runs in its own subprocess so the peak resident-set
 growth (``ru_maxrss``) is its own; on CUDA the peak allocated memory is used.
 Weights are random (pretrained=False) except the EfficientNet-Lite defaults.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -88,13 +90,16 @@ def measure(name: str, window: int, repeat: int) -> dict:
         torch.cuda.reset_peak_memory_stats()
     timings = {}
     for key, fn in (("frame", lambda: streaming(ring)), ("window", full)):
-        fn()  # warm-up
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(repeat):
+        fn()  # warm-up (allocator, oneDNN/cuDNN kernel choice for this shape)
+        fn()
+        runs = []
+        for _ in range(repeat):  # the median resists other processes on a shared CPU
+            sync()
+            t0 = time.perf_counter()
             fn()
-        sync()
-        timings[key] = (time.perf_counter() - t0) / repeat * 1000
+            sync()
+            runs.append((time.perf_counter() - t0) * 1000)
+        timings[key] = statistics.median(runs)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
             else _maxrss_mb() - base)
     return {"model": name, "params": sum(p.numel() for p in model.parameters()),
@@ -107,7 +112,8 @@ def measure(name: str, window: int, repeat: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--window", type=int, default=5, help="window length L (frames)")
-    p.add_argument("--repeat", type=int, default=3, help="timed repetitions per measurement")
+    p.add_argument("--repeat", type=int, default=5,
+                   help="timed repetitions per measurement (the median is shown)")
     p.add_argument("--only", nargs="*", default=None, help="model names (default: all)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure in this process
     args = p.parse_args(argv)
