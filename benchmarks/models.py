@@ -48,10 +48,13 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def measure(name: str, window: int, repeat: int) -> dict:
+def measure(name: str, window: int, repeat: int, threads: int | None) -> dict:
     """Run in a fresh process: build one model and time it."""
     import numpy as np
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
 
     from seqvpr_core.models import SequenceModel
 
@@ -114,11 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=5, help="window length L (frames)")
     p.add_argument("--repeat", type=int, default=5,
                    help="timed repetitions per measurement (the median is shown)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice); 1 gives steadier "
+                        "numbers on a machine shared with other jobs")
     p.add_argument("--only", nargs="*", default=None, help="model names (default: all)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure in this process
     args = p.parse_args(argv)
     if args.one:
-        print(json.dumps(measure(args.one, args.window, args.repeat)))
+        print(json.dumps(measure(args.one, args.window, args.repeat, args.threads)))
         return 0
     names = args.only or list(MODELS)
     unknown = sorted(set(names) - set(MODELS))
@@ -126,10 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown models {unknown}; known: {list(MODELS)}")
     header = (f"{'model':<28}{'input':>9}{'params':>13}{'desc':>7}{'ms/frame':>10}"
               f"{'ms/window':>11}{'peak MB':>9}")
-    print(f"window L={args.window}\n{header}\n{'-' * len(header)}", flush=True)
+    print(f"window L={args.window}, threads={args.threads or 'default'}", flush=True)
+    print(f"{header}\n{'-' * len(header)}", flush=True)
     for name in names:
         run = subprocess.run([sys.executable, __file__, "--one", name, "--window",
-                              str(args.window), "--repeat", str(args.repeat)],
+                              str(args.window), "--repeat", str(args.repeat),
+                              *(["--threads", str(args.threads)] if args.threads else [])],
                              capture_output=True, text=True)
         if run.returncode:
             print(f"{name:<28} failed: {run.stderr.strip().splitlines()[-1]}", flush=True)
