@@ -78,7 +78,7 @@ class KeyframeTable:
             for line, row in enumerate(reader, start=2):
                 if len(row) != len(COLUMNS) or int(row[0]) != len(table):
                     raise ValueError(f"{path}:{line}: malformed or out-of-order row {row}")
-                values = dict(zip(COLUMNS, row))
+                values = dict(zip(COLUMNS, row, strict=True))
                 table.append(Keyframe(
                     **{c: int(values[c]) for c in cls._INT},
                     **{c: float(values[c]) if values[c] else math.nan for c in cls._FLOAT},

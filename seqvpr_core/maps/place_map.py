@@ -3,6 +3,14 @@
 Written atomically (temporary directory, then rename) and validated on load:
 format version, file checksums, entry counts, descriptor size and the
 fingerprint of the model that made the descriptors.
+
+Indexes that need training (IVF, PQ, PCA; see :mod:`.indexes`) are trained on
+the map's own descriptors. Until a map has enough entries for that, they sit
+in an exact flat "staging" index (exact search, so small and young maps lose
+nothing). Training happens on ``save()`` once there are enough entries, or in
+``add()`` when the staging index holds 4x that many (a slam map growing
+online); entries added after training are encoded with the trained index
+(no retraining: PQ codes cannot be decoded back into exact descriptors).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from . import indexes
 from .keyframes import Keyframe, KeyframeTable
 
 LOG = logging.getLogger(__name__)
@@ -73,24 +82,49 @@ class PlaceMap:
         self.dim, self.metric, self.index_spec = int(dim), metric, index_spec
         self.model = dict(model or {})
         self.window = dict(window or {})
-        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
-        self.index = faiss.index_factory(self.dim, index_spec, faiss_metric)
+        try:
+            self.index = faiss.index_factory(self.dim, index_spec, self._faiss_metric())
+        except RuntimeError as exc:
+            raise ValueError(f"FAISS cannot build index {index_spec!r} for {self.dim}-d "
+                             f"descriptors: {exc}") from None
+        indexes.tune(self.index)
+        self._staging = None if self.index.is_trained else faiss.IndexFlat(
+            self.dim, self._faiss_metric())
+        self._gpu: Any = None  # GPU copy of the searched index, made on first search
         self.keyframes = KeyframeTable()
         self.sources: list[str] = []
 
+    def _faiss_metric(self) -> int:
+        faiss = _faiss()
+        return faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
+
+    @property
+    def searched_index(self) -> Any:
+        """The index searches run on: the staging flat index until training."""
+        return self.index if self._staging is None else self._staging
+
+    @property
+    def trained(self) -> bool:
+        return self._staging is None
+
     def __len__(self) -> int:
-        return self.index.ntotal
+        return self.searched_index.ntotal
 
     def __repr__(self) -> str:
+        state = "" if self.trained else ", untrained: exact search"
         return (f"PlaceMap({len(self)} entries, dim={self.dim}, metric={self.metric}, "
-                f"index={self.index_spec}, model={self.model.get('name', '?')})")
+                f"index={self.index_spec}{state}, model={self.model.get('name', '?')})")
 
     def add(self, descriptors: np.ndarray, keyframes: list[Keyframe]) -> None:
         """Append float32 [N, dim] descriptors with their keyframe rows."""
         xb = np.ascontiguousarray(descriptors, dtype=np.float32).reshape(-1, self.dim)
         if len(xb) != len(keyframes):
             raise ValueError(f"{len(xb)} descriptors but {len(keyframes)} keyframes")
-        self.index.add(xb)
+        self.searched_index.add(xb)
+        if self._gpu:  # None: not made yet; False: no GPU
+            self._gpu.add(xb)
+        if self._staging is not None and len(self) >= 4 * indexes.train_size(self.index):
+            self.train()
         for kf in keyframes:
             self.keyframes.append(kf)
             if kf.source and kf.source not in self.sources:
@@ -102,19 +136,39 @@ class PlaceMap:
         ``max_id`` restricts the search to ids < max_id (slam mode's exclusion
         of the recent past), inside FAISS rather than by over-fetching.
         """
-        faiss = _faiss()
         xq = np.ascontiguousarray(xq, dtype=np.float32).reshape(-1, self.dim)
-        params = None
-        if max_id is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorRange(0, max(0, max_id)))
-        return self.index.search(xq, k, params=params)
+        if max_id is not None and max_id < len(self):
+            index = self.searched_index  # ID selectors are a CPU feature
+            return index.search(xq, k, params=indexes.search_params(index, max_id))
+        if self._gpu is None:
+            self._gpu = indexes.to_gpu(self.searched_index) or False
+        return (self._gpu or self.searched_index).search(xq, k)
+
+    def train(self) -> None:
+        """Train the index on the map's own entries and move them in.
+
+        Trains on a random sample when the map is much larger than training needs.
+        """
+        if self._staging is None:
+            return
+        n, need = len(self), indexes.train_size(self.index)
+        if n < need:
+            raise ValueError(f"index {self.index_spec!r} needs at least {need} entries to "
+                             f"train; the map has {n}; use a flat or hnsw index for small maps")
+        xb = self._staging.reconstruct_n(0, n)
+        cap = indexes.training_cap(self.index)
+        sample = xb if n <= cap else xb[np.sort(np.random.default_rng(0).choice(n, cap, False))]
+        LOG.info("training %s on %d of %d map entries", self.index_spec, len(sample), n)
+        self.index.train(sample)
+        self.index.add(xb)
+        self._staging, self._gpu = None, None
 
     def matches(self, descriptor: np.ndarray, k: int, max_id: int | None = None) -> list[Match]:
         """Top-k matches of one descriptor as :class:`Match` objects, best first."""
         D, I = self.search(descriptor, k, max_id)
         sign = 1.0 if self.metric == "ip" else -1.0
         return [Match(rank, int(i), sign * float(d), self.keyframes[int(i)])
-                for rank, (d, i) in enumerate(zip(D[0], I[0])) if i >= 0]
+                for rank, (d, i) in enumerate(zip(D[0], I[0], strict=True)) if i >= 0]
 
     def check_model(self, fingerprint: str, descriptor_dim: int) -> None:
         """Refuse a model that did not make this map's descriptors."""
@@ -133,11 +187,13 @@ class PlaceMap:
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the map directory atomically; an existing map is replaced whole."""
         faiss = _faiss()
+        if not self.trained and len(self) >= indexes.train_size(self.index):
+            self.train()
         target = Path(directory).resolve()
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
         try:
-            faiss.write_index(self.index, str(tmp / INDEX))
+            faiss.write_index(self.searched_index, str(tmp / INDEX))
             self.keyframes.save_csv(tmp / KEYFRAMES)
             manifest = {
                 "format": FORMAT,
@@ -146,6 +202,7 @@ class PlaceMap:
                 "descriptor_dim": self.dim,
                 "metric": self.metric,
                 "index": self.index_spec,
+                "trained": self.trained,  # False: index.faiss is the flat staging index
                 "count": len(self),
                 "window": self.window,
                 "sources": self.sources,
@@ -189,16 +246,23 @@ class PlaceMap:
         m.dim, m.metric = int(manifest["descriptor_dim"]), manifest["metric"]
         m.index_spec, m.model = manifest["index"], manifest["model"]
         m.window, m.sources = manifest.get("window", {}), manifest.get("sources", [])
+        m._gpu = None
         try:
-            m.index = faiss.read_index(str(root / INDEX))
+            stored = faiss.read_index(str(root / INDEX))
             m.keyframes = KeyframeTable.load_csv(root / KEYFRAMES)
+            if manifest.get("trained", True):
+                m.index, m._staging = stored, None
+            else:
+                m.index = faiss.index_factory(m.dim, m.index_spec, m._faiss_metric())
+                indexes.tune(m.index)
+                m._staging = stored
         except (RuntimeError, ValueError) as exc:
             raise MapFormatError(f"cannot read map {root}: {exc}") from exc
-        counts = {"manifest": manifest["count"], INDEX: m.index.ntotal,
+        counts = {"manifest": manifest["count"], INDEX: stored.ntotal,
                   KEYFRAMES: len(m.keyframes)}
-        if len(set(counts.values())) != 1 or m.index.d != m.dim:
+        if len(set(counts.values())) != 1 or stored.d != m.dim:
             raise MapFormatError(f"map {root} is inconsistent: entry counts {counts}, "
-                                 f"index dim {m.index.d} vs manifest {m.dim}")
+                                 f"index dim {stored.d} vs manifest {m.dim}")
         return m
 
 

@@ -1,0 +1,167 @@
+"""Which FAISS index a map uses, and how to train, search and place it.
+
+Index kinds map to FAISS factory strings (the string is what the manifest
+stores, so any factory string a user passes works too):
+
+- ``flat``: exact search, 4*dim bytes per entry; right up to tens of thousands.
+- ``hnsw``: graph search, no training, grows one entry at a time (good for
+  slam maps); about 4*dim + 8*M bytes per entry.
+- ``ivf-flat``: inverted lists of full vectors; needs training (k-means).
+- ``ivf-pq``: inverted lists of product-quantised codes, about dim/8 bytes per
+  entry: the city-scale choice when memory matters.
+- optional ``pca`` in front (``PCA<d>,...``), learned from the map itself.
+
+``auto`` picks by map size (:func:`auto_kind`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+KINDS = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq")
+FLAT_UP_TO = 50_000  # exact search stays under ~10 ms/query up to here on a CPU
+HNSW_UP_TO = 2_000_000  # beyond this HNSW's full vectors cost too much memory
+HNSW_M, HNSW_EF_SEARCH, HNSW_EF_CONSTRUCTION = 32, 64, 40
+MIN_POINTS_PER_CENTROID = 39  # FAISS warns below this many training points per centroid
+MAX_POINTS_PER_CENTROID = 64  # training sample cap: k-means time stays bounded at 1M entries
+
+
+def auto_kind(n: int) -> str:
+    """Exact search while it is cheap, HNSW up to millions, then IVF-PQ for memory."""
+    if n <= FLAT_UP_TO:
+        return "flat"
+    return "hnsw" if n <= HNSW_UP_TO else "ivf-pq"
+
+
+def nlist_for(n: int) -> int:
+    """Inverted lists: about sqrt(n), a power of two, 16..65536."""
+    return int(min(65536, max(16, 2 ** round(math.log2(max(n, 1)) / 2))))
+
+
+def pq_subquantizers(dim: int) -> int:
+    """PQ code size in bytes: dim/8 (64 bytes at 512-d), a divisor of dim."""
+    m = max(1, dim // 8)
+    while dim % m:
+        m -= 1
+    return m
+
+
+def index_spec(kind: str, dim: int, n: int, pca: int | None = None, metric: str = "ip") -> str:
+    """FAISS factory string for ``kind`` and an expected map size ``n``.
+
+    With ``pca`` and inner product, projected vectors are L2-normalised again so
+    scores stay cosines.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"index kind must be one of {KINDS}, got {kind!r}")
+    if pca is not None and not 1 <= pca <= dim:
+        raise ValueError(f"pca must be 1..{dim} (the descriptor size), got {pca}")
+    kind = auto_kind(n) if kind == "auto" else kind
+    d = pca or dim
+    body = {
+        "flat": "Flat",
+        "hnsw": f"HNSW{HNSW_M}",
+        "ivf-flat": f"IVF{nlist_for(n)},Flat",
+        "ivf-pq": f"IVF{nlist_for(n)},PQ{pq_subquantizers(d)}np",  # np: skip polysemous training
+    }[kind]
+    if not pca:
+        return body
+    return f"PCA{pca},L2norm,{body}" if metric == "ip" else f"PCA{pca},{body}"
+
+
+def train_size(index: Any) -> int:
+    """Fewest entries that train ``index`` well (0 when it needs no training)."""
+    faiss = _faiss()
+    if index.is_trained:
+        return 0
+    need = 1
+    if isinstance(index, faiss.IndexPreTransform):
+        for i in range(index.chain.size()):
+            need = max(need, index.chain.at(i).d_out + 1)
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        need = max(need, MIN_POINTS_PER_CENTROID * ivf.nlist)
+        pq = getattr(faiss.downcast_index(ivf), "pq", None)
+        if pq is not None:
+            need = max(need, MIN_POINTS_PER_CENTROID * pq.ksub)
+    return need
+
+
+def training_cap(index: Any) -> int:
+    """Most entries worth training on: more only slows k-means down."""
+    faiss = _faiss()
+    need = train_size(index)
+    ivf = faiss.try_extract_index_ivf(index)
+    cap = MAX_POINTS_PER_CENTROID * ivf.nlist if ivf is not None else need
+    return max(need, cap, 4 * need)
+
+
+def tune(index: Any, nprobe: int | None = None, ef_search: int | None = None) -> None:
+    """Search-time knobs: IVF lists probed, HNSW candidate list size."""
+    faiss = _faiss()
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.nprobe = nprobe or max(ivf.nprobe, min(ivf.nlist, max(8, ivf.nlist // 64)))
+    hnsw = _hnsw(index)
+    if hnsw is not None:
+        hnsw.hnsw.efSearch = ef_search or max(hnsw.hnsw.efSearch, HNSW_EF_SEARCH)
+        hnsw.hnsw.efConstruction = max(hnsw.hnsw.efConstruction, HNSW_EF_CONSTRUCTION)
+
+
+def search_params(index: Any, max_id: int) -> Any:
+    """Parameters restricting a search to ids < max_id, for any index type.
+
+    Each index type reads its own parameter class, and passing parameters
+    overrides the index's nprobe/efSearch, so they are copied in.
+    """
+    faiss = _faiss()
+    sel = faiss.IDSelectorRange(0, max(0, max_id))
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) \
+        else index
+    ivf = faiss.try_extract_index_ivf(inner)
+    hnsw = _hnsw(inner)
+    if ivf is not None:
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=ivf.nprobe)
+    elif hnsw is not None:
+        params = faiss.SearchParametersHNSW(sel=sel, efSearch=hnsw.hnsw.efSearch)
+    else:
+        params = faiss.SearchParameters(sel=sel)
+    # SWIG keeps no Python references: the returned object holds what it points to
+    params.seqvpr_sel = sel
+    if inner is not index:
+        outer = faiss.SearchParametersPreTransform(index_params=params)
+        outer.seqvpr_inner = params
+        params = outer
+    return params
+
+
+def to_gpu(index: Any) -> Any | None:
+    """A GPU copy of ``index`` when FAISS has GPU support and a GPU is present.
+
+    HNSW has no GPU implementation; it (and any index FAISS cannot clone)
+    stays on the CPU and None is returned.
+    """
+    faiss = _faiss()
+    if not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0:
+        return None
+    if _hnsw(index) is not None:
+        return None
+    try:
+        return faiss.index_cpu_to_all_gpus(index)
+    except RuntimeError:
+        return None
+
+
+def _hnsw(index: Any) -> Any | None:
+    faiss = _faiss()
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        index = faiss.downcast_index(index.index)
+    return index if isinstance(index, faiss.IndexHNSW) else None
+
+
+def _faiss():
+    from .place_map import _faiss as load
+
+    return load()
