@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..data import read_image_folder
 from ..eval import GroundTruth
-from ..eval.evaluate import evaluate_traversals
+from ..eval.evaluate import evaluate_report
+from ..eval.figures import plot_examples, plot_pr_curves
 from ..eval.report import plot_recall_curves, write_json
 from .common import add_model_options, add_window_options, load_model_from_args, window_from_args
 
@@ -16,46 +17,122 @@ def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="Recall@K of a model on two traversals",
                        description="Map the --db traversal, localize every --query window "
                                    "and score it with the seq2seq ground truth; the same "
-                                   "encoder's single-frame recall is reported alongside.")
-    p.add_argument("--db", required=True, help="folder of map (database) images")
-    p.add_argument("--query", required=True, help="folder of query images")
+                                   "encoder's single-frame recall is reported alongside, with "
+                                   "precision-recall, timing and memory. Writes the JSON report, "
+                                   "a recall@K plot, a PR plot and a figure of example matches.")
+    p.add_argument("--db", help="folder of map (database) images")
+    p.add_argument("--query", help="folder of query images")
+    p.add_argument("--data", metavar="CONFIG",
+                   help="instead of --db/--query: a training config (config/train/*.yaml) "
+                        "whose dataset reader gives the traversal pairs of --split")
+    p.add_argument("--split", default="test", help="split of --data to evaluate (default test)")
     gt = p.add_mutually_exclusive_group(required=True)
     gt.add_argument("--tolerance", type=int,
                     help="frame-aligned traversals: a match is correct within this many frames")
     gt.add_argument("--radius", type=float,
                     help="traversals with poses.csv: a match is correct within this many metres")
+    p.add_argument("--max-heading", type=float,
+                   help="with --radius: a match must also face within this many degrees")
     p.add_argument("--json", required=True, help="report file to write")
     p.add_argument("--plot", help="recall@K plot (PNG); default: the --json path with .png")
     p.add_argument("--no-single-frame", action="store_true",
                    help="skip the single-frame reference")
+    p.add_argument("--sweep", type=lambda s: [int(x) for x in s.split(",")], default=[],
+                   metavar="L1,L2,...",
+                   help="also evaluate these test-time window lengths (variable-length models)")
+    p.add_argument("--reverse", action="store_true",
+                   help="also evaluate every query window in reversed frame order")
+    p.add_argument("--seqslam", action="store_true",
+                   help="add SeqSLAM-style sequence matching on the same frame features")
+    p.add_argument("--examples", type=int, default=6, metavar="N",
+                   help="example query windows in the matches figure (0: no figure)")
     add_model_options(p)
     add_window_options(p)
     p.set_defaults(run=run)
 
 
+def _pairs(args: argparse.Namespace):
+    if args.data:
+        if args.db or args.query:
+            raise ValueError("give either --data or --db/--query, not both")
+        from ..data.pairs import read_dataset
+        from ..train import load_config
+
+        cfg = load_config(args.data)
+        splits = read_dataset(cfg.data.reader, cfg.data.root, **cfg.data.options)
+        if args.split not in splits:
+            raise ValueError(f"{args.data} has no split {args.split!r}; it has {sorted(splits)}")
+        return [(p.name, p.db, p.query) for p in splits[args.split]]
+    if not (args.db and args.query):
+        raise ValueError("give --db and --query image folders, or --data CONFIG")
+    db, query = read_image_folder(args.db), read_image_folder(args.query)
+    return [(f"{query.name} vs {db.name}", db, query)]
+
+
 def run(args: argparse.Namespace) -> int:
     window = window_from_args(args)
     model = load_model_from_args(args, window=window.max_len)
-    gt = GroundTruth(tolerance=args.tolerance, radius=args.radius)
-    report = evaluate_traversals(model, read_image_folder(args.db), read_image_folder(args.query),
-                                 window, gt, single_frame=not args.no_single_frame,
-                                 batch_size=args.batch_size)
-    write_json(args.json, report)
-    plot = Path(args.plot) if args.plot else Path(args.json).with_suffix(".png")
-    curves = {f"{model.name}, L={window.max_len}": report["recall"]}
-    if "single_frame_recall" in report:
-        curves["single frame"] = report["single_frame_recall"]
-    plot_recall_curves(plot, {k: {int(K): v for K, v in c.items()} for k, c in curves.items()},
-                       f"{report['query']['name']} vs {report['db']['name']} map")
+    gt = GroundTruth(tolerance=args.tolerance, radius=args.radius,
+                     max_heading_deg=args.max_heading)
+    pairs = _pairs(args)
+    reports = []
+    json_path = Path(args.json)
+    for i, (name, db, query) in enumerate(pairs):
+        report, results = evaluate_report(
+            model, db, query, window, gt, single_frame=not args.no_single_frame,
+            batch_size=args.batch_size, window_sweep=args.sweep, reverse=args.reverse,
+            seqslam=args.seqslam)
+        report["pair"] = name
+        reports.append(report)
+        stem = json_path.with_suffix("") if len(pairs) == 1 else \
+            json_path.with_suffix("").with_name(f"{json_path.stem}_pair{i}")
+        _figures(args, report, results, db, query, stem, name)
+    report = reports[0] if len(reports) == 1 else _pooled(reports)
+    write_json(json_path, report)
     print(format_recalls(report))
-    print(f"report -> {args.json}, plot -> {plot}")
+    print(f"report -> {json_path}, plots -> {json_path.with_suffix('')}*.png")
     return 0
+
+
+def _figures(args, report, results, db, query, stem: Path, name: str) -> None:
+    plot = Path(args.plot) if args.plot and stem == Path(args.json).with_suffix("") \
+        else stem.with_suffix(".png")
+    seq_label = f"{report['model']}, L={report['window']['max_len']}"
+    curves = {seq_label: report["recall"]}
+    for key, label in (("single_frame_recall", "single frame"),
+                       ("seqslam_recall", "SeqSLAM (same features)")):
+        if key in report:
+            curves[label] = report[key]
+    plot_recall_curves(plot, {k: {int(K): v for K, v in c.items()} for k, c in curves.items()},
+                       name)
+    labels = {"sequence": seq_label, "single_frame": "single frame", "seqslam": "SeqSLAM"}
+    plot_pr_curves(stem.with_name(stem.name + "_pr.png"),
+                   {labels[k]: v for k, v in report["pr"].items()}, f"{name}: best match")
+    if args.examples > 0:
+        r = results["sequence"]
+        plot_examples(stem.with_name(stem.name + "_examples.png"), query, db, r.query_windows,
+                      r.db_windows, r.ranked_ids, r.positives, n=args.examples,
+                      title=f"{report['model']}: {name} (green = correct)")
+
+
+def _pooled(reports: list[dict]) -> dict:
+    """Several pairs: recall weighted by each pair's query windows; pairs kept in full."""
+    out = {"model": reports[0]["model"], "pairs": reports}
+    for key in [k for k in reports[0] if k.endswith("recall")]:
+        total = sum(r[key.replace("recall", "queries")] for r in reports)
+        out[key] = {k: sum(r[key][k] * r[key.replace("recall", "queries")] for r in reports)
+                    / total for k in reports[0][key]}
+    out["window"] = reports[0]["window"]
+    return out
 
 
 def format_recalls(report: dict) -> str:
     lines = []
     for key, label in (("single_frame_recall", "single frame"),
-                       ("recall", f"sequence L={report['window']['max_len']}")):
+                       ("seqslam_recall", "SeqSLAM"),
+                       ("recall", f"sequence L={report['window']['max_len']}"),
+                       ("forward_blocks_recall", "forward blocks"),
+                       ("reversed_recall", "reversed blocks")):
         if key in report:
             values = "  ".join(f"R@{k} {v:.3f}" for k, v in report[key].items())
             lines.append(f"{label:>16}: {values}")

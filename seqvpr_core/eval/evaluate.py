@@ -35,6 +35,9 @@ class EvalResult:
     query_windows: np.ndarray  # int [Q, 2] first/last frame index
     db_windows: np.ndarray
     timing_ms: dict[str, float] = field(default_factory=dict)
+    top_scores: np.ndarray | None = None  # float [Q, k] match scores, best first
+    query_descriptors: np.ndarray | None = None  # float32 [Q, D]
+    place_map: PlaceMap | None = None  # the map built from the database windows
 
 
 def encode_traversal(model: SequenceModel, traversal: Traversal, batch_size: int = 32,
@@ -58,8 +61,12 @@ def evaluate(model: SequenceModel, db: tuple[torch.Tensor, list[FrameInfo]],
              query: tuple[torch.Tensor, list[FrameInfo]], window: WindowConfig,
              gt: GroundTruth, ks: Sequence[int] = RECALL_VALUES,
              db_positions: np.ndarray | None = None,
-             query_positions: np.ndarray | None = None) -> EvalResult:
-    """Recall@K of ``model`` on pre-encoded (features, infos) of both traversals."""
+             query_positions: np.ndarray | None = None,
+             query_window: WindowConfig | None = None) -> EvalResult:
+    """Recall@K of ``model`` on pre-encoded (features, infos) of both traversals.
+
+    ``query_window`` (default ``window``) windows the queries differently from the
+    map, e.g. one window per block for the reversed-order test."""
     place_map = PlaceMap(model.descriptor_dim, model={"name": model.name,
                                                       "fingerprint": model.fingerprint()})
     t0 = time.perf_counter()
@@ -67,7 +74,8 @@ def evaluate(model: SequenceModel, db: tuple[torch.Tensor, list[FrameInfo]],
     db_results = mapper.push_features(*db)
     t1 = time.perf_counter()
     localizer = StreamingLocalizer(model, place_map,
-                                   LocalizerConfig("localize", window, top_k=max(ks)))
+                                   LocalizerConfig("localize", query_window or window,
+                                                   top_k=max(ks)))
     results = localizer.push_features(*query)
     t2 = time.perf_counter()
     if not results or not db_results:
@@ -83,6 +91,9 @@ def evaluate(model: SequenceModel, db: tuple[torch.Tensor, list[FrameInfo]],
         positives=positives, query_windows=q_windows, db_windows=db_windows,
         timing_ms={"map_ms_per_window": 1000 * (t1 - t0) / len(db_results),
                    "localize_ms_per_window": 1000 * (t2 - t1) / len(results)},
+        top_scores=ranked_scores(results, max(ks)),
+        query_descriptors=np.stack([r.descriptor for r in results]),
+        place_map=place_map,
     )
 
 
@@ -95,21 +106,63 @@ def ranked_ids(results: Sequence[WindowResult], k: int) -> np.ndarray:
     return ranked
 
 
+def ranked_scores(results: Sequence[WindowResult], k: int) -> np.ndarray:
+    """Scores of each window's matches, best first: float [Q, k], -inf padded."""
+    scores = np.full((len(results), k), -np.inf)
+    for q, r in enumerate(results):
+        values = [m.score for m in r.matches[:k]]
+        scores[q, :len(values)] = values
+    return scores
+
+
 def frame_spans(results: Sequence[WindowResult]) -> np.ndarray:
-    """(first, last) frame index of each window: int64 [W, 2]."""
-    return np.array([[r.frames[0].index, r.last.index] for r in results], dtype=np.int64)
+    """(first, last) frame index covered by each window: int64 [W, 2]. Lowest and
+    highest index, so a window streamed in reversed order covers the same frames."""
+    return np.array([[min(f.index for f in r.frames), max(f.index for f in r.frames)]
+                     for r in results], dtype=np.int64)
 
 
 def evaluate_traversals(model: SequenceModel, db: Traversal, query: Traversal,
                         window: WindowConfig, gt: GroundTruth, single_frame: bool = True,
                         ks: Sequence[int] = RECALL_VALUES, batch_size: int = 32,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, **options) -> dict:
     """The report of ``seqvpr eval``: sequence recall, and single-frame recall of
-    the same encoder on the same cached features as the reference."""
+    the same encoder on the same cached features as the reference. ``options``
+    are those of :func:`evaluate_report` (sweep, reversed order, SeqSLAM)."""
+    return evaluate_report(model, db, query, window, gt, single_frame, ks, batch_size,
+                           progress, **options)[0]
+
+
+def evaluate_report(model: SequenceModel, db: Traversal, query: Traversal,
+                    window: WindowConfig, gt: GroundTruth, single_frame: bool = True,
+                    ks: Sequence[int] = RECALL_VALUES, batch_size: int = 32,
+                    progress: bool = True, window_sweep: Sequence[int] = (),
+                    reverse: bool = False, seqslam: bool = False
+                    ) -> tuple[dict, dict[str, EvalResult]]:
+    """(JSON report, the :class:`EvalResult` of every run by name) for figures.
+
+    Args:
+        window_sweep: also evaluate these test-time window lengths (variable-length
+            aggregators only; fixed-length models are trained for one length).
+        reverse: also stream every query window in reversed frame order.
+        seqslam: add SeqSLAM-style sequence matching on the same frame features.
+    """
+    from .metrics import aggregate_ms, peak_memory_mb, precision_recall, search_ms
+
     db_enc, q_enc = (encode_traversal(model, t, batch_size, progress) for t in (db, query))
-    runs = {"sequence": (model, window)}
+    runs = {"sequence": (model, window, q_enc[:2], None)}
     if single_frame:
-        runs["single_frame"] = (model.with_aggregator("none"), WindowConfig.fixed(1))
+        runs["single_frame"] = (model.with_aggregator("none"), WindowConfig.fixed(1),
+                                q_enc[:2], None)
+    if reverse:
+        blocks = WindowConfig.fixed(window.max_len, window.max_len)  # one window per block
+        runs["forward_blocks"] = (model, window, q_enc[:2], blocks)
+        runs["reversed"] = (model, window, _reversed_windows(q_enc[:2], window), blocks)
+    for length in window_sweep:
+        if model.variable_length and length != window.max_len:
+            runs[f"window_{length}"] = (model, WindowConfig.fixed(length, window.stride),
+                                        q_enc[:2], None)
+    encode_ms = (db_enc[2] * len(db) + q_enc[2] * len(query)) / (len(db) + len(query))
     report: dict = {
         "model": model.name,
         "model_config": model.config,
@@ -119,13 +172,53 @@ def evaluate_traversals(model: SequenceModel, db: Traversal, query: Traversal,
         "ground_truth": gt.describe(),
         "db": {"name": db.name, "frames": len(db)},
         "query": {"name": query.name, "frames": len(query)},
-        "timing_ms": {"encode_per_frame": (db_enc[2] * len(db) + q_enc[2] * len(query))
-                      / (len(db) + len(query))},
+        "timing_ms": {"encode_per_frame": encode_ms},
+        "pr": {},
     }
-    for key, (m, w) in runs.items():
-        r = evaluate(m, db_enc[:2], q_enc[:2], w, gt, ks, db.positions, query.positions)
-        prefix = "" if key == "sequence" else "single_frame_"
+    results: dict[str, EvalResult] = {}
+    for key, (m, w, q_in, q_w) in runs.items():
+        r = evaluate(m, db_enc[:2], q_in, w, gt, ks, db.positions, query.positions, q_w)
+        results[key] = r
+        prefix = "" if key == "sequence" else f"{key}_"
         report[f"{prefix}recall"] = {str(k): v for k, v in r.recall.items()}
         report[f"{prefix}queries"] = r.n_queries
-        report["timing_ms"].update({f"{prefix}{k}": v for k, v in r.timing_ms.items()})
-    return report
+        if key in ("sequence", "single_frame"):
+            report["timing_ms"].update({f"{prefix}{k}": v for k, v in r.timing_ms.items()})
+            report["pr"][key] = precision_recall(r.top_scores[:, 0], r.ranked_ids[:, 0],
+                                                 r.positives)
+    if window_sweep:
+        report["window_sweep"] = {str(w.max_len): report[f"{k}_recall"]
+                                  for k, (_, w, _, _) in runs.items() if k.startswith("window_")}
+        report["window_sweep"][str(window.max_len)] = report["recall"]
+    seq = results["sequence"]
+    agg = aggregate_ms(model, db_enc[0], window.max_len)
+    report["timing_ms"].update({
+        "aggregate_per_window": agg,
+        "extract_per_window": window.max_len * encode_ms + agg,  # a window from scratch
+        "extract_per_new_frame": encode_ms + agg,  # streaming: one new frame, re-aggregate
+        "search_per_query": search_ms(seq.place_map, seq.query_descriptors, max(ks)),
+    })
+    if seqslam:
+        from .seqslam import seqslam_rank
+
+        ranked, scores = seqslam_rank(q_enc[0], db_enc[0], seq.query_windows, seq.db_windows,
+                                      max(ks))
+        report["seqslam_recall"] = {str(k): v for k, v in
+                                    recall_at_k(ranked, seq.positives, ks).items()}
+        report["pr"]["seqslam"] = precision_recall(scores[:, 0], ranked[:, 0], seq.positives)
+    report["memory_mb"] = peak_memory_mb(model.device)
+    return report, results
+
+
+def _reversed_windows(encoded: tuple[torch.Tensor, list[FrameInfo]], window: WindowConfig
+                      ) -> tuple[torch.Tensor, list[FrameInfo]]:
+    """Query frames re-ordered so every full window is streamed newest-first.
+
+    Blocks of ``max_len`` frames are each reversed, and windows with stride =
+    ``max_len`` are taken on them, so each evaluated window holds the same frames
+    as a forward window, in the opposite order.
+    """
+    feats, infos = encoded
+    n = len(infos) - len(infos) % window.max_len
+    order = np.arange(n).reshape(-1, window.max_len)[:, ::-1].reshape(-1)
+    return feats[torch.from_numpy(order.copy())], [infos[i] for i in order]

@@ -96,6 +96,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.epoch, self.best, self.bad_epochs, self.step = 0, -1.0, 0, 0
         self.history: list[dict[str, Any]] = []
+        self.jist_losses: list[tuple[float, float]] = []  # (triplet, CosFace) per step
         if resume:
             self._load(ckpt.load_state(self.out / ckpt.LAST))
 
@@ -276,7 +277,7 @@ class Trainer:
         total = loss
         if img_loss is not None:
             total = cfg.jist.lambda_seq * loss + cfg.jist.lambda_img * img_loss
-            self.last_losses = (float(loss.detach()), float(img_loss.detach()))
+            self.jist_losses.append((float(loss.detach()), float(img_loss.detach())))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if cfg.optim.grad_clip > 0:
