@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from seqvpr_core.data import read_image
 from seqvpr_core.eval import GroundTruth, encode_traversal, evaluate
 from seqvpr_core.models import SequenceModel, create_encoder
 from seqvpr_core.models.encoders import efficientnet_lite as lite
 from seqvpr_core.stream import WindowConfig
-
-from conftest import REPO
 
 CAT_CLASSES = range(281, 286)  # ImageNet tabby, tiger cat, Persian, Siamese, Egyptian cat
 

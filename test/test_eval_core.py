@@ -24,7 +24,7 @@ def test_frame_tolerance_ground_truth_matches_definition(length, tol):
     qw, dbw = spans(40, length, 3), spans(50, length)
     got = window_positives(qw, dbw, 50, GroundTruth(tolerance=tol))
     ref = brute_positives(qw, dbw, lambda q, d: abs(q - d) <= tol)
-    for g, r in zip(got, ref):
+    for g, r in zip(got, ref, strict=True):
         np.testing.assert_array_equal(g, r)
 
 
@@ -34,7 +34,7 @@ def test_radius_ground_truth_matches_definition():
     qw, dbw = spans(30, 3, 2), spans(40, 3)
     got = window_positives(qw, dbw, 40, GroundTruth(radius=10.0), qpos, dbpos)
     ref = brute_positives(qw, dbw, lambda q, d: np.linalg.norm(qpos[q] - dbpos[d]) <= 10.0)
-    for g, r in zip(got, ref):
+    for g, r in zip(got, ref, strict=True):
         np.testing.assert_array_equal(g, r)
     with pytest.raises(ValueError, match="needs positions"):
         window_positives(qw, dbw, 40, GroundTruth(radius=10.0))

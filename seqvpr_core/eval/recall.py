@@ -21,7 +21,7 @@ def recall_at_k(I: np.ndarray, positives: Sequence[np.ndarray],
     if len(I) == 0:
         raise ValueError("no queries to evaluate")
     first_hit = np.full(len(I), np.inf)
-    for q, (row, pos) in enumerate(zip(I, positives)):
+    for q, (row, pos) in enumerate(zip(I, positives, strict=True)):
         hits = np.flatnonzero(np.isin(row, pos))
         if hits.size:
             first_hit[q] = hits[0]

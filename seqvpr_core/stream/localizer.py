@@ -166,7 +166,8 @@ class StreamingLocalizer:
         ) for i in range(n)]
         return self.push_features(features, infos)
 
-    def push_features(self, features: torch.Tensor, infos: Iterable[FrameInfo]) -> list[WindowResult]:
+    def push_features(self, features: torch.Tensor,
+                      infos: Iterable[FrameInfo]) -> list[WindowResult]:
         """Already-encoded frame features [N, *frame_shape] in stream order."""
         results = []
         for feature, info in zip(features, infos, strict=True):
