@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import torch
-
 from seqvpr_core.data import KeyframeSpacing, SpacingFilter
 from seqvpr_core.maps import PlaceMap
-from seqvpr_core.models import SequenceModel, build_model
+from seqvpr_core.models import SequenceModel, build_model, resolve_device
 from seqvpr_core.stream import GateConfig, LocalizerConfig, StreamingLocalizer, WindowConfig
 
 from .params import NodeSettings
@@ -27,14 +25,6 @@ class Session:
     @property
     def map(self) -> PlaceMap:
         return self.localizer.map
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda requested but no CUDA device is available")
-    return torch.device(name)
 
 
 def _window(s: NodeSettings, recorded: dict) -> WindowConfig:
@@ -55,7 +45,7 @@ def open_session(s: NodeSettings) -> Session:
     if not spec:
         raise ValueError(f"map {s.map_path} does not record its model; set the model parameter")
     model: SequenceModel = build_model(spec, window=window.max_len)
-    device = _device(s.device)
+    device = resolve_device(s.device)
     model = model.to(device)
     if s.half:
         if device.type != "cuda":

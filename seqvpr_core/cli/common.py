@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 
-import torch
-
-from ..models import SequenceModel, build_model, list_aggregators, list_encoders
+from ..models import (
+    SequenceModel,
+    build_model,
+    list_aggregators,
+    list_encoders,
+    resolve_device,
+)
 from ..stream import WindowConfig
 
 LOG = logging.getLogger("seqvpr")
@@ -39,14 +43,6 @@ def window_from_args(args: argparse.Namespace) -> WindowConfig:
     if args.window is None:
         raise SystemExit("error: give --window")
     return WindowConfig(args.min_len or args.window, args.window, args.stride)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but no CUDA device is available")
-    return torch.device(name)
 
 
 def load_model_from_args(args: argparse.Namespace, spec: str | dict | None = None,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .images import decode_bytes
+
 # encoding -> (channels, bytes per channel, cv2 conversion to RGB or None)
 RAW_ENCODINGS: dict[str, tuple[int, int, int | None]] = {
     "rgb8": (3, 1, None),
@@ -67,17 +69,11 @@ def compressed_to_rgb(data, fmt: str) -> np.ndarray:
     """
     kind = _compressed_kind(fmt)
     buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
-    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    image = decode_bytes(buf)
     if image is None:
         raise ImageEncodingError(f"cannot decode {kind} CompressedImage ({buf.size} bytes): "
                                  "empty or damaged data")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
 def _compressed_kind(fmt: str) -> str:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from . import aggregators, encoders  # noqa: F401  (registration on import)
@@ -27,6 +28,15 @@ from .sequence_model import SequenceModel, load_model
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but no CUDA device is available")
+    return torch.device(name)
 
 
 def spec_config(spec: str, window: int | None = None) -> dict[str, Any]:
@@ -69,6 +79,6 @@ def build_model(spec: str | Path | dict, window: int | None = None) -> SequenceM
 
 __all__ = [
     "Aggregator", "FrameEncoder", "Preprocess", "SequenceModel", "build_model", "load_model",
-    "spec_config", "create_encoder", "create_aggregator", "list_encoders", "list_aggregators",
-    "register_encoder", "register_aggregator",
+    "resolve_device", "spec_config", "create_encoder", "create_aggregator", "list_encoders",
+    "list_aggregators", "register_encoder", "register_aggregator",
 ]
