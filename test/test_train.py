@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SHARED_NORDLAND
 
 from seqvpr_core.data.pairs import read_dataset
 from seqvpr_core.train import Trainer, config_from_dict
 from seqvpr_core.train.jist import build_groups
-
-from conftest import SHARED_NORDLAND
 
 NORDLAND = SHARED_NORDLAND if SHARED_NORDLAND.is_dir() else None
 

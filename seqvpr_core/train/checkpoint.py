@@ -18,7 +18,8 @@ import torch
 
 TRAIN_FORMAT = "seqvpr-train-state"
 TRAIN_VERSION = 1
-LAST, BEST, HISTORY, CURVE = "last.ckpt", "best.pt", "history.json", "training_curve.png"
+LAST, BEST, INIT = "last.ckpt", "best.pt", "init.pt"  # init: the untrained start, a baseline
+HISTORY, CURVE = "history.json", "training_curve.png"
 
 
 def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:

@@ -184,6 +184,8 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         cfg, t0 = self.cfg, time.perf_counter()
         if not self.history:  # epoch 0: the untrained model, the baseline of the curve
+            if self.info.main:
+                self.model.save(self.out / ckpt.INIT)
             self.history.append({"epoch": 0, "loss": None, "val_recall": self._validate(),
                                  "seconds": 0.0})
         while self.epoch < cfg.optim.epochs and self.bad_epochs < cfg.optim.patience:
