@@ -51,6 +51,7 @@ def test_robotcar_processed_layout_orders_by_frame_and_reads_utm(tmp_path):
     pair = read_dataset("robotcar", tmp_path, splits=("test",))["test"][0]
     assert len(pair.db) == 8 and pair.has_positions
     np.testing.assert_allclose(np.diff(pair.db.positions[:, 0]), 2.0)
+    np.testing.assert_allclose(pair.db.headings, 90.0)  # driving east
     bad = tmp_path / "bad" / "test" / "database" / "run"
     bad.mkdir(parents=True)
     shutil.copy(_frames("summer", 1)[0], bad / "frame.png")
@@ -88,3 +89,15 @@ def test_heading_limit_rejects_the_opposite_direction():
     assert pos[0].tolist() == [0]
 
 
+
+
+def test_every_training_config_loads_and_names_registered_models():
+    from seqvpr_core.models.registry import AGGREGATORS, ENCODERS
+    from seqvpr_core.train import load_config
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "config" / "train").glob("*.yaml"))
+    assert len(configs) >= 9
+    for path in configs:
+        cfg = load_config(path)
+        assert cfg.model["encoder"]["name"] in ENCODERS, path
+        assert cfg.model["aggregator"]["name"] in AGGREGATORS, path

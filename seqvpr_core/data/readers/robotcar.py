@@ -39,7 +39,18 @@ def read_run(folder: Path) -> Traversal:
     rows.sort(key=lambda r: r[0])
     positions = np.array([[r[1], r[2]] for r in rows])
     stamps = np.array([r[0] for r in rows], dtype=np.int64) * DEFAULT_PERIOD_NS
-    return Traversal(folder.name, [r[3] for r in rows], stamps, positions)
+    return Traversal(folder.name, [r[3] for r in rows], stamps, positions,
+                     travel_headings(positions))
+
+
+def travel_headings(positions: np.ndarray) -> np.ndarray:
+    """Direction of travel in degrees (0 = +north/y, 90 = +east/x), from the step to the
+    next frame (the previous one for the last frame)."""
+    if len(positions) < 2:
+        return np.zeros(len(positions))
+    step = np.diff(positions, axis=0)
+    step = np.vstack([step, step[-1:]])
+    return np.degrees(np.arctan2(step[:, 0], step[:, 1])) % 360.0
 
 
 @register_dataset("robotcar")
