@@ -22,7 +22,7 @@ from typing import Any
 KINDS = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq")
 FLAT_UP_TO = 50_000  # exact search stays under ~10 ms/query up to here on a CPU
 HNSW_UP_TO = 2_000_000  # beyond this HNSW's full vectors cost too much memory
-HNSW_M, HNSW_EF_SEARCH, HNSW_EF_CONSTRUCTION = 32, 64, 40
+HNSW_M, HNSW_EF_SEARCH, HNSW_EF_CONSTRUCTION = 32, 256, 80
 MIN_POINTS_PER_CENTROID = 39  # FAISS warns below this many training points per centroid
 MAX_POINTS_PER_CENTROID = 64  # training sample cap: k-means time stays bounded at 1M entries
 
@@ -102,7 +102,7 @@ def tune(index: Any, nprobe: int | None = None, ef_search: int | None = None) ->
     faiss = _faiss()
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
-        ivf.nprobe = nprobe or max(ivf.nprobe, min(ivf.nlist, max(8, ivf.nlist // 64)))
+        ivf.nprobe = nprobe or max(ivf.nprobe, min(ivf.nlist, max(16, ivf.nlist // 32)))
     hnsw = _hnsw(index)
     if hnsw is not None:
         hnsw.hnsw.efSearch = ef_search or max(hnsw.hnsw.efSearch, HNSW_EF_SEARCH)

@@ -1,0 +1,68 @@
+"""Streaming vs recompute: cost per new frame, side by side in one run.
+
+    python benchmarks/streaming.py [--threads 1] [--repeat 15]
+
+Streaming (ours): a localizer step: encode the new frame once, push it into
+the feature ring, aggregate the cached window, add it to a map. Recompute
+(the published seq-VPR code): encode all L frames of the window and aggregate.
+Target: streaming / recompute <= 1.3 / L, for EfficientNet-Lite0 + SeqGeM and
+for SeqVLAD (CCT-224 tokens + NetVLAD over all tokens of the window).
+"""
+
+from __future__ import annotations
+
+import torch
+from _common import LITE0_SEQGEM, interleaved_ms, nordland_frames, parser, report_load, setup
+
+MODELS = {
+    "efficientnet_lite0+seqgem": LITE0_SEQGEM,
+    "cct224+seqvlad": {"encoder": {"name": "cct224", "pretrained": False},  # no weights here
+                       "aggregator": "seqvlad"},
+}
+
+
+def compare(config: dict, length: int, frames: list, repeat: int) -> dict[str, float]:
+    from seqvpr_core.maps import PlaceMap
+    from seqvpr_core.models import build_model
+    from seqvpr_core.stream import LocalizerConfig, StreamingLocalizer, WindowConfig
+
+    model = build_model(config)
+    loc = StreamingLocalizer(model, PlaceMap(model.descriptor_dim),
+                             LocalizerConfig("mapping", WindowConfig.fixed(length)))
+    loc.feed(frames[:length], list(range(length)))  # the ring is full: steady state
+    state = {"i": length}
+
+    def stream() -> None:
+        i = state["i"]
+        loc.step(frames[i % len(frames)], i)
+        state["i"] = i + 1
+
+    def recompute() -> None:
+        i = state["i"]
+        window = [frames[(i - length + j) % len(frames)] for j in range(length)]
+        with torch.inference_mode():
+            model.aggregate(model.encode_frames(window)[None]).cpu().numpy()
+
+    return interleaved_ms({"stream": stream, "recompute": recompute}, repeat)
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--repeat", type=int, default=15, help="timed steps of each kind")
+    args = p.parse_args()
+    setup(args.threads)
+    frames = nordland_frames("summer", 64)
+    print(f"{'model':28s} {'L':>3s} {'stream ms':>10s} {'recompute ms':>13s} "
+          f"{'ratio':>7s} {'target 1.3/L':>13s}")
+    for name, config in MODELS.items():
+        for length in (5, 10):
+            ms = compare(config, length, frames, args.repeat)
+            ratio = ms["stream"] / ms["recompute"]
+            verdict = "ok" if ratio <= 1.3 / length else "MISSED"
+            print(f"{name:28s} {length:3d} {ms['stream']:10.2f} {ms['recompute']:13.2f} "
+                  f"{ratio:7.3f} {1.3 / length:13.3f} {verdict}", flush=True)
+    report_load()
+
+
+if __name__ == "__main__":
+    main()
