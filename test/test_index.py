@@ -158,3 +158,18 @@ def test_index_spec_choices():
         index_spec("lsh", 512, 10)
     with pytest.raises(ValueError, match="FAISS cannot build index"):
         PlaceMap(DIM, index_spec="NotAnIndex")
+
+
+@pytest.mark.parametrize("kind,expected", [("auto", "Flat"), ("hnsw", "HNSW32"),
+                                           ("ivf-pq", "IVF16,PQ")])
+def test_build_map_index_option(nordland, tmp_path, capsys, kind, expected):
+    """build-map says which index it chose and the map loads with it; an IVF-PQ map
+    too small to train is saved exact (flat staging) and still loads."""
+    from seqvpr_core.cli.main import main
+
+    out = tmp_path / "map"
+    assert main(["build-map", "--images", str(nordland / "summer"), "--model", "pixels+avg",
+                 "--window", "3", "--index", kind, "--out", str(out)]) == 0
+    assert f"index: {expected}" in capsys.readouterr().out
+    loaded = PlaceMap.load(out)
+    assert loaded.index_spec.startswith(expected) and len(loaded) > 0

@@ -6,6 +6,7 @@ import argparse
 
 from ..data import FrameSource, KeyframeSpacing, read_bag, read_image_folder
 from ..maps import PlaceMap
+from ..maps.indexes import KINDS, auto_kind, index_spec
 from ..maps.place_map import METRICS
 from ..stream import LocalizerConfig, StreamingLocalizer, replay
 from .common import (
@@ -62,6 +63,11 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="map directory to write (replaced atomically)")
     p.add_argument("--metric", default="ip", choices=METRICS,
                    help="inner product (cosine on normalised descriptors) or L2")
+    p.add_argument("--index", default="auto", choices=KINDS,
+                   help="FAISS index: exact flat, hnsw (graph, grows online), ivf-flat, ivf-pq "
+                        "(compact codes); auto picks from the number of map windows")
+    p.add_argument("--pca", type=int, default=None, metavar="DIM",
+                   help="project descriptors to DIM dims by PCA learned from the map itself")
     add_model_options(p)
     add_window_options(p)
     p.set_defaults(run=run)
@@ -76,7 +82,13 @@ def run(args: argparse.Namespace) -> int:
     window = window_from_args(args)
     model = load_model_from_args(args, window=window.max_len)
     source = source_from_args(args)
+    n_windows = max(0, (len(source) - window.min_len) // window.stride + 1)
+    spec = index_spec(args.index, model.descriptor_dim, n_windows, args.pca, args.metric)
+    kind = auto_kind(n_windows) if args.index == "auto" else args.index
+    print(f"index: {spec} ({kind}{', chosen by auto' if args.index == 'auto' else ''} "
+          f"for {n_windows} windows)")
     place_map = PlaceMap(model.descriptor_dim, args.metric, model_info(model, args.model),
+                         index_spec=spec,
                          window={"min_len": window.min_len, "max_len": window.max_len,
                                  "stride": window.stride})
     mapper = StreamingLocalizer(model, place_map, LocalizerConfig("mapping", window))
