@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def add_parser(sub) -> None:
@@ -31,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         from pathlib import Path
         cfg.output = str(Path(args.output).resolve())
     summary = train(cfg, resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":  # torchrun: one report, from rank 0
+        return 0
     last = summary["history"][-1]["val_recall"]
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
     print(f"validation R@1 {last['1']:.3f} R@5 {last['5']:.3f} after {summary['epochs']} epochs; "
