@@ -65,3 +65,22 @@ def test_short_name_needs_window_for_fixed_length_aggregators():
     with pytest.raises(ValueError, match="needs a fixed window length"):
         build_model("pixels+cat")
     assert build_model("pixels+cat", window=4).fixed_length == 4
+
+
+def test_frame_head_runs_once_per_frame_and_is_shared_and_saved(tmp_path):
+    from seqvpr_core.models import load_model
+
+    model = build_model({"encoder": {"name": "pixels"}, "head": {"dim": 32},
+                         "aggregator": "seqgem"})
+    assert model.frame_shape == (32,) and model.descriptor_dim == 32
+    frames = torch.randint(0, 255, (3, 32, 64, 3), dtype=torch.uint8).numpy()
+    feats = model.encode_frames(frames)
+    with torch.inference_mode():
+        torch.testing.assert_close(feats,
+                                   model.apply_head(model.encode_backbone_frames(frames)))
+    single = model.with_aggregator("none")
+    assert single.head is model.head
+    model.save(tmp_path / "m.pt")
+    torch.testing.assert_close(load_model(tmp_path / "m.pt").encode_frames(frames), feats)
+    with pytest.raises(ValueError, match="head must be"):
+        build_model({"encoder": "pixels", "head": {"size": 3}, "aggregator": "avg"})

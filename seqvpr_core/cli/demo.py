@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
                                     "score", "correct"],
               [[r.last.index, r.last.name, r.matches[0].keyframe.last_index,
                 r.matches[0].keyframe.name, f"{r.matches[0].score:.4f}",
-                int(r.matches[0].keyframe_id in pos)] for r, pos in zip(results, positives, strict=True)])
+                int(r.matches[0].keyframe_id in pos)]
+               for r, pos in zip(results, positives, strict=True)])
 
     # 3. single-frame reference: the same encoder, windows of one frame
     with torch.inference_mode():

@@ -102,6 +102,19 @@ def check_compatible(encoder: FrameEncoder, aggregator: Aggregator, encoder_name
             "cct384, dinov2_vits14, dinov2_vitb14, or resnet*/vgg16 with pool='none')")
 
 
+class FrameHead(nn.Module):
+    """Per-frame projection after the encoder (JIST's FC after GeM): Linear + L2 on
+    the feature axis, so [..., D] -> [..., dim]; computed once per frame."""
+
+    def __init__(self, in_dim: int, dim: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_dim, dim)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return l2n(self.fc(x))
+
+
 def l2n(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return F.normalize(x, p=2.0, dim=dim, eps=1e-12)
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Aggregator, FrameEncoder, check_compatible
+from .base import Aggregator, FrameEncoder, FrameHead, check_compatible
 from .pca import PCAWhitening
 from .registry import AGGREGATORS, create_aggregator, create_encoder
 
@@ -33,13 +33,16 @@ CHECKPOINT_VERSION = 1
 class SequenceModel(nn.Module):
     """Encode frames once, aggregate any window of cached frame features.
 
+    Frame features are the encoder's output, passed through the optional
+    per-frame ``head`` (config ``head: {dim: N}``); the ring caches them.
+
     - ``encode_frames``: uint8 RGB frames [B, H, W, 3] -> features [B, *frame_shape]
     - ``aggregate``: features [B, T, *frame_shape] -> descriptors [B, descriptor_dim]
     - ``forward``: preprocessed clips [B, T, 3, H, W] -> descriptors (training)
     """
 
     def __init__(self, config: dict[str, Any], *, pretrained: bool = True,
-                 encoder: FrameEncoder | None = None) -> None:
+                 encoder: FrameEncoder | None = None, head: FrameHead | None = None) -> None:
         super().__init__()
         self.config = _normalise_config(config)
         enc_kw = {k: v for k, v in self.config["encoder"].items() if k != "name"}
@@ -48,19 +51,25 @@ class SequenceModel(nn.Module):
         if encoder is None:
             encoder = create_encoder(self.config["encoder"]["name"], **enc_kw)
         self.encoder: FrameEncoder = encoder
+        if head is None and "head" in self.config:
+            head = FrameHead(self.encoder.dim, **self.config["head"])
+        self.head: FrameHead | None = head
         agg_name = self.config["aggregator"]["name"]
-        agg_kw.update(_encoder_facts(agg_name, self.encoder))
+        agg_kw.update(_encoder_facts(agg_name, self.encoder, self.frame_dim))
         self.aggregator: Aggregator = create_aggregator(agg_name, **agg_kw)
         check_compatible(self.encoder, self.aggregator, self.config["encoder"]["name"], agg_name)
         self.pca: PCAWhitening | None = None
         if "pca" in self.config:
-            self.pca = PCAWhitening(self.aggregator.out_dim(self.encoder.dim),
+            self.pca = PCAWhitening(self.aggregator.out_dim(self.frame_dim),
                                     **self.config["pca"])
 
     def with_aggregator(self, aggregator: dict[str, Any] | str) -> SequenceModel:
-        """Another model sharing this one's encoder module (no copy, no reload)."""
+        """Another model sharing this one's encoder and head (no copy, no reload)."""
         config = {"encoder": self.config["encoder"], "aggregator": aggregator}  # no PCA
-        return SequenceModel(config, encoder=self.encoder).to(self.device).eval()
+        if self.head is not None:
+            config["head"] = self.config["head"]
+        return SequenceModel(config, encoder=self.encoder,
+                             head=self.head).to(self.device).eval()
 
     @property
     def name(self) -> str:
@@ -68,18 +77,18 @@ class SequenceModel(nn.Module):
 
     @property
     def frame_dim(self) -> int:
-        return self.encoder.dim
+        return self.head.dim if self.head is not None else self.encoder.dim
 
     @property
     def frame_shape(self) -> tuple[int, ...]:
         """Shape of one frame's cached features: (D,) or (N, C) for token encoders."""
-        return tuple(self.encoder.out_shape)
+        return (*self.encoder.out_shape[:-1], self.frame_dim)
 
     @property
     def descriptor_dim(self) -> int:
         if self.pca is not None:
             return self.pca.dim
-        return self.aggregator.out_dim(self.encoder.dim)
+        return self.aggregator.out_dim(self.frame_dim)
 
     @property
     def variable_length(self) -> bool:
@@ -115,12 +124,22 @@ class SequenceModel(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Preprocessed images [B, 3, H, W] -> frame features [B, *frame_shape]."""
-        return self.encoder(x)
+        return self.apply_head(self.encoder(x))
+
+    def apply_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder output [..., encoder.dim] -> frame features [..., frame_dim]."""
+        return features if self.head is None else self.head(features)
 
     def encode_frames(self, frames) -> torch.Tensor:
         """Raw uint8 RGB frames -> frame features [B, *frame_shape] (no autograd)."""
         with torch.inference_mode():
             return self.encode(self.preprocess(frames))
+
+    def encode_backbone_frames(self, frames) -> torch.Tensor:
+        """Raw frames -> encoder output before the head: what a frozen-encoder
+        training run caches, since the head itself is trained."""
+        with torch.inference_mode():
+            return self.encoder(self.preprocess(frames))
 
     def aggregate(self, features: torch.Tensor) -> torch.Tensor:
         """Frame features [B, T, *frame_shape] -> L2-normalised [B, descriptor_dim]."""
@@ -184,10 +203,13 @@ def _normalise_config(config: dict[str, Any]) -> dict[str, Any]:
     for key, value in config["aggregator"].items():
         if isinstance(value, list):
             config["aggregator"][key] = tuple(value)
-    unknown = set(config) - {"encoder", "aggregator", "pca"}
+    unknown = set(config) - {"encoder", "aggregator", "head", "pca"}
     if unknown:
         raise ValueError(f"unknown model config keys {sorted(unknown)}; "
-                         "expected 'encoder', 'aggregator' and optionally 'pca'")
+                         "expected 'encoder', 'aggregator' and optionally 'head', 'pca'")
+    head = config.get("head")
+    if head is not None and (not isinstance(head, dict) or set(head) != {"dim"}):
+        raise ValueError(f"head must be {{dim: int}}, got {head!r}")
     pca = config.get("pca")
     if pca is not None and (not isinstance(pca, dict) or "dim" not in pca
                             or set(pca) - {"dim", "whiten"}):
@@ -195,7 +217,7 @@ def _normalise_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _encoder_facts(aggregator: str, encoder: FrameEncoder) -> dict[str, Any]:
+def _encoder_facts(aggregator: str, encoder: FrameEncoder, in_dim: int) -> dict[str, Any]:
     """What the aggregator factory asks about the encoder's output (``in_dim``,
     ``grid``, ``prefix_tokens``): always derived from the encoder, never from the config."""
     if aggregator not in AGGREGATORS:
@@ -206,7 +228,7 @@ def _encoder_facts(aggregator: str, encoder: FrameEncoder) -> dict[str, Any]:
             f"aggregator {aggregator!r} needs a grid of tokens per frame, but the encoder gives "
             f"one {encoder.dim}-d vector; use a token encoder (cct224, cct384, dinov2_vits14, "
             "dinov2_vitb14, or resnet*/vgg16 with pool='none')")
-    facts = {"in_dim": encoder.dim, "grid": encoder.grid, "prefix_tokens": encoder.prefix_tokens}
+    facts = {"in_dim": in_dim, "grid": encoder.grid, "prefix_tokens": encoder.prefix_tokens}
     return {k: v for k, v in facts.items() if k in params}
 
 

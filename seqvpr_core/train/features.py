@@ -75,12 +75,12 @@ def _build(path: Path, model: SequenceModel, traversal: Traversal, batch_size: i
     os.close(fd)
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                        shape=(len(traversal), *model.frame_shape))
+                                        shape=(len(traversal), *model.encoder.out_shape))
         model.eval()
         with tqdm(total=len(traversal), desc=f"cache {traversal.name}", unit="frame",
                   disable=not progress) as bar:
             for start, frames in traversal.batches(batch_size):
-                feats = model.encode_frames(frames).float().cpu().numpy()
+                feats = model.encode_backbone_frames(frames).float().cpu().numpy()
                 out[start:start + len(frames)] = feats
                 bar.update(len(frames))
         out.flush()

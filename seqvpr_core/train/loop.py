@@ -42,10 +42,12 @@ class _Net(nn.Module):
 
     def forward(self, windows: torch.Tensor, images: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, group: int = 0):
-        seq = self.model.aggregate(windows) if self.frozen else self.model(windows)
+        # frozen: inputs are cached encoder outputs; the head and aggregator train
+        seq = self.model.aggregate(self.model.apply_head(windows)) if self.frozen \
+            else self.model(windows)
         if images is None:
             return seq, None
-        feats = images if self.frozen else self.model.encode(images)
+        feats = self.model.apply_head(images) if self.frozen else self.model.encode(images)
         return seq, self.classifiers[group](feats.flatten(1), labels)
 
 
@@ -127,7 +129,9 @@ class Trainer:
         t = self.train_pairs[0].db
         ids = np.sort(rng.choice(len(t), size=min(len(t), 500), replace=False))
         if self.features is not None:
-            sample = torch.from_numpy(np.array(self.features[0]["db"][ids]))
+            with torch.no_grad():
+                sample = self.model.apply_head(torch.from_numpy(
+                    np.array(self.features[0]["db"][ids])))
         else:
             from ..data.images import read_image
             sample = self.model.encode_frames([read_image(t.paths[i]) for i in ids])

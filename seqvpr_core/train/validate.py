@@ -35,7 +35,9 @@ def validate(model: SequenceModel, pairs: list[TraversalPair], cfg: TrainConfig,
         for side in ("db", "query"):
             t = getattr(pair, side)
             if cached is not None:
-                feats = torch.from_numpy(np.array(cached[side])).to(model.device, model.dtype)
+                with torch.inference_mode():  # cached encoder outputs -> frame features
+                    feats = model.apply_head(torch.from_numpy(np.array(cached[side]))
+                                             .to(model.device, model.dtype))
                 infos = [FrameInfo(j, int(t.stamps_ns[j]), t.paths[j].name, t.pose(j), t.name)
                          for j in range(len(t))]
             else:
