@@ -51,7 +51,7 @@ def cache_path(cache_dir: Path, model: SequenceModel, traversal: Traversal) -> P
 def cached_features(model: SequenceModel, traversal: Traversal, cache_dir: str | os.PathLike,
                     batch_size: int = 64, progress: bool = True, build: bool = True
                     ) -> np.ndarray:
-    """float32 [N, *frame_shape] features of every frame, memory-mapped read-only.
+    """float32 [N, *encoder.out_shape] encoder outputs of every frame, memory-mapped read-only.
 
     ``build=False`` only opens an existing cache (DDP ranks other than 0 wait
     for rank 0 to build it).
@@ -62,9 +62,9 @@ def cached_features(model: SequenceModel, traversal: Traversal, cache_dir: str |
             raise FileNotFoundError(f"feature cache {path} was not built")
         _build(path, model, traversal, batch_size, progress)
     feats = np.load(path, mmap_mode="r")
-    if feats.shape != (len(traversal), *model.frame_shape):
+    if feats.shape != (len(traversal), *model.encoder.out_shape):
         raise ValueError(f"feature cache {path} has shape {feats.shape}, expected "
-                         f"{(len(traversal), *model.frame_shape)}; delete it to rebuild")
+                         f"{(len(traversal), *model.encoder.out_shape)}; delete it to rebuild")
     return feats
 
 
