@@ -14,10 +14,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import write_json
 from ..data import read_image, read_image_folder
 from ..eval import GroundTruth, recall_at_k, window_positives
 from ..eval.evaluate import encode_traversal, evaluate, frame_spans, ranked_ids
-from ..eval.report import plot_recall_curves, write_json
+from ..eval.report import plot_recall_curves
 from ..maps import PlaceMap
 from ..models import build_model
 from ..stream import LocalizerConfig, StreamingLocalizer, WindowConfig, replay

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..atomic import write_json
 from ..data import read_image_folder
 from ..eval import GroundTruth
 from ..eval.evaluate import evaluate_report
 from ..eval.figures import plot_examples, plot_pr_curves
-from ..eval.report import plot_recall_curves, write_json
+from ..eval.report import plot_recall_curves
 from .common import add_model_options, add_window_options, load_model_from_args, window_from_args
 
 

@@ -6,40 +6,25 @@ import csv
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
+from ..atomic import atomic_path, save_figure
 from ..maps import Keyframe
 from ..stream import WindowResult
 
 
-def _atomic(path: str | os.PathLike, write: Callable, mode: str = "w") -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, mode, newline="" if "b" not in mode else None) as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def write_csv(path: str | os.PathLike, header: list[str], rows: Sequence[list]) -> None:
     """Atomic CSV write."""
-    def write(f):
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    _atomic(path, write)
 
 
 def write_jsonl(path: str | os.PathLike, records: Sequence[dict]) -> None:
     """Atomic JSON-lines write, one object per line."""
-    _atomic(path, lambda f: f.writelines(json.dumps(r) + "\n" for r in records))
+    with atomic_path(path) as tmp, tmp.open("w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
 
 
 def _pose(p) -> list[float] | None:
@@ -127,6 +112,5 @@ def plot_trajectory(path: str | os.PathLike, results: Sequence[WindowResult],
     ax.set_aspect("equal", adjustable="datalim")
     ax.legend(loc="best")
     fig.tight_layout()
-    _atomic(path, lambda f: fig.savefig(f, format="png", dpi=120), mode="wb")
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return True

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from pathlib import Path
-from typing import Any
 
 import matplotlib
 
+from ..atomic import save_figure
+
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
-
-
-def write_json(path: str | os.PathLike, report: dict[str, Any]) -> None:
-    """Atomic write: a crash never leaves half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def plot_recall_curves(path: str | os.PathLike, curves: dict[str, dict[int, float]],
@@ -42,7 +29,4 @@ def plot_recall_curves(path: str | os.PathLike, curves: dict[str, dict[int, floa
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)

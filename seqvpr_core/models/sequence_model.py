@@ -13,7 +13,6 @@ import hashlib
 import inspect
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from .base import Aggregator, FrameEncoder, FrameHead, check_compatible
 from .pca import PCAWhitening
 from .registry import AGGREGATORS, create_aggregator, create_encoder
@@ -177,16 +177,8 @@ class SequenceModel(nn.Module):
             "config": self.config,
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
 
 def _normalise_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -8,13 +8,12 @@ history. Mining needs no saved generator: every random draw is seeded from
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..atomic import atomic_path, save_figure, write_json
 
 TRAIN_FORMAT = "seqvpr-train-state"
 TRAIN_VERSION = 1
@@ -23,15 +22,8 @@ HISTORY, CURVE = "history.json", "training_curve.png"
 
 
 def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -48,10 +40,7 @@ def load_state(path: Path) -> dict[str, Any]:
 
 def write_history(out: Path, history: list[dict[str, Any]], title: str) -> None:
     """history.json and the training-curve plot (loss and validation recall per epoch)."""
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{HISTORY}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(history, f, indent=2)
-    os.replace(tmp, out / HISTORY)
+    write_json(out / HISTORY, history)
     plot_curve(out / CURVE, history, title)
 
 
@@ -80,8 +69,4 @@ def plot_curve(path: Path, history: list[dict[str, Any]], title: str) -> None:
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)

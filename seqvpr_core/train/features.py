@@ -12,13 +12,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import atomic_path
 from ..data import Traversal
 from ..models import SequenceModel
 
@@ -70,10 +70,7 @@ def cached_features(model: SequenceModel, traversal: Traversal, cache_dir: str |
 
 def _build(path: Path, model: SequenceModel, traversal: Traversal, batch_size: int,
            progress: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                         shape=(len(traversal), *model.encoder.out_shape))
         model.eval()
@@ -85,8 +82,4 @@ def _build(path: Path, model: SequenceModel, traversal: Traversal, batch_size: i
                 bar.update(len(frames))
         out.flush()
         del out
-        os.replace(tmp, path)
-        LOG.info("cached %d frame features of %s in %s", len(traversal), traversal.name, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    LOG.info("cached %d frame features of %s in %s", len(traversal), traversal.name, path)

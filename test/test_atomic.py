@@ -1,0 +1,24 @@
+"""Atomic writes: a failure half-way leaves the previous file and no debris."""
+
+from __future__ import annotations
+
+import pytest
+
+from seqvpr_core.atomic import atomic_path, write_json
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "report.json"
+    write_json(target, {"recall": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text('{"rec')  # half written when the job dies
+        raise RuntimeError("killed")
+    assert target.read_text() == '{\n  "recall": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_temporary_keeps_the_suffix_for_format_sniffing_writers(tmp_path):
+    with atomic_path(tmp_path / "plot.png") as tmp:
+        assert tmp.suffix == ".png" and tmp.parent == tmp_path
+        tmp.write_bytes(b"x")
+    assert (tmp_path / "plot.png").read_bytes() == b"x"
