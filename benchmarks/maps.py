@@ -115,8 +115,9 @@ def main() -> None:
     for n in args.sizes:
         xb = noisy_map(base, n)
         exact_ids = None
-        for kind in ("flat", "hnsw", "ivf-pq"):
-            spec = index_spec(kind, DIM, n)
+        specs = [index_spec(kind, DIM, n) for kind in ("flat", "hnsw", "ivf-pq")]
+        specs.append(specs[-1] + ",Refine(SQ8)")  # re-rank with 8-bit scalar codes
+        for spec in specs:
             m, build_s = build(spec, xb)
             ids, ms = measure(m, xq)
             r1 = recall_at_k(ids % len(base), pos, (1,))[1]

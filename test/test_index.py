@@ -15,7 +15,7 @@ from seqvpr_core.maps.indexes import auto_kind, index_spec, train_size
 DIM, N = 32, 2000  # 4-bit PQ (16 centroids) trains on a few hundred entries: fast tests
 
 SPECS = ["Flat", "HNSW32", "IVF16,Flat", "IVF16,PQ16x4np", "PCA16,L2norm,Flat",
-         "PCA16,L2norm,IVF16,PQ8x4np"]
+         "PCA16,L2norm,IVF16,PQ8x4np", "IVF16,PQ8x4np,Refine(SQ8)", "PCA16,L2norm,HNSW32"]
 
 
 def _data(n: int = N, seed: int = 0) -> np.ndarray:

@@ -25,6 +25,7 @@ HNSW_UP_TO = 2_000_000  # beyond this HNSW's full vectors cost too much memory
 HNSW_M, HNSW_EF_SEARCH, HNSW_EF_CONSTRUCTION = 32, 256, 80
 MIN_POINTS_PER_CENTROID = 39  # FAISS warns below this many training points per centroid
 MAX_POINTS_PER_CENTROID = 64  # training sample cap: k-means time stays bounded at 1M entries
+REFINE_K_FACTOR = 4  # a refine stage re-ranks 4k candidates with its finer codes
 
 
 def auto_kind(n: int) -> str:
@@ -98,7 +99,7 @@ def training_cap(index: Any) -> int:
 
 
 def tune(index: Any, nprobe: int | None = None, ef_search: int | None = None) -> None:
-    """Search-time knobs: IVF lists probed, HNSW candidate list size."""
+    """Search-time knobs: IVF lists probed, HNSW candidate list size, refine depth."""
     faiss = _faiss()
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
@@ -107,32 +108,38 @@ def tune(index: Any, nprobe: int | None = None, ef_search: int | None = None) ->
     if hnsw is not None:
         hnsw.hnsw.efSearch = ef_search or max(hnsw.hnsw.efSearch, HNSW_EF_SEARCH)
         hnsw.hnsw.efConstruction = max(hnsw.hnsw.efConstruction, HNSW_EF_CONSTRUCTION)
+    refine = _unwrap(index, stop_at_refine=True)
+    if isinstance(refine, faiss.IndexRefine):
+        refine.k_factor = max(refine.k_factor, REFINE_K_FACTOR)
 
 
 def search_params(index: Any, max_id: int) -> Any:
     """Parameters restricting a search to ids < max_id, for any index type.
 
-    Each index type reads its own parameter class, and passing parameters
-    overrides the index's nprobe/efSearch, so they are copied in.
+    Each index type reads its own parameter class (nested through PCA and refine
+    stages), and passing parameters overrides the index's nprobe/efSearch/k_factor,
+    so they are copied in.
     """
     faiss = _faiss()
     sel = faiss.IDSelectorRange(0, max(0, max_id))
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) \
-        else index
-    ivf = faiss.try_extract_index_ivf(inner)
-    hnsw = _hnsw(inner)
-    if ivf is not None:
-        params = faiss.SearchParametersIVF(sel=sel, nprobe=ivf.nprobe)
-    elif hnsw is not None:
-        params = faiss.SearchParametersHNSW(sel=sel, efSearch=hnsw.hnsw.efSearch)
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        inner = search_params(index.index, max_id)
+        params = faiss.SearchParametersPreTransform(index_params=inner)
+    elif isinstance(index, faiss.IndexRefine):
+        inner = search_params(index.base_index, max_id)
+        params = faiss.IndexRefineSearchParameters(base_index_params=inner,
+                                                   k_factor=index.k_factor)
     else:
-        params = faiss.SearchParameters(sel=sel)
+        inner = None
+        if isinstance(index, faiss.IndexIVF):
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe)
+        elif isinstance(index, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=index.hnsw.efSearch)
+        else:
+            params = faiss.SearchParameters(sel=sel)
     # SWIG keeps no Python references: the returned object holds what it points to
-    params.seqvpr_sel = sel
-    if inner is not index:
-        outer = faiss.SearchParametersPreTransform(index_params=params)
-        outer.seqvpr_inner = params
-        params = outer
+    params.seqvpr_refs = (sel, inner)
     return params
 
 
@@ -153,12 +160,20 @@ def to_gpu(index: Any) -> Any | None:
         return None
 
 
-def _hnsw(index: Any) -> Any | None:
+def _unwrap(index: Any, stop_at_refine: bool = False) -> Any:
+    """The index under PCA (and, unless asked to stop there, refine) stages."""
     faiss = _faiss()
     index = faiss.downcast_index(index)
-    if isinstance(index, faiss.IndexPreTransform):
-        index = faiss.downcast_index(index.index)
-    return index if isinstance(index, faiss.IndexHNSW) else None
+    while isinstance(index, faiss.IndexPreTransform) or (
+            isinstance(index, faiss.IndexRefine) and not stop_at_refine):
+        inner = index.index if isinstance(index, faiss.IndexPreTransform) else index.base_index
+        index = faiss.downcast_index(inner)
+    return index
+
+
+def _hnsw(index: Any) -> Any | None:
+    index = _unwrap(index)
+    return index if isinstance(index, _faiss().IndexHNSW) else None
 
 
 def _faiss():
