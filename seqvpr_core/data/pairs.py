@@ -7,7 +7,7 @@ validation and ``seqvpr eval`` consume that one shape, whatever the source.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,27 @@ class TraversalPair:
         return self.db.positions is not None and self.query.positions is not None
 
 
-Reader = Callable[..., dict[str, list[TraversalPair]]]
+class LazySplits(Mapping[str, list[TraversalPair]]):
+    """``{split: [TraversalPair]}`` whose splits are read on first access, so that
+    evaluating one split of a large dataset (MSLS: 24 cities) reads only that split."""
+
+    def __init__(self, loaders: dict[str, Callable[[], list[TraversalPair]]]) -> None:
+        self._loaders = dict(loaders)
+        self._read: dict[str, list[TraversalPair]] = {}
+
+    def __getitem__(self, split: str) -> list[TraversalPair]:
+        if split not in self._read:
+            self._read[split] = self._loaders[split]()
+        return self._read[split]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+
+Reader = Callable[..., Mapping[str, list[TraversalPair]]]
 DATASETS: dict[str, Reader] = {}
 
 
@@ -43,8 +63,10 @@ def register_dataset(name: str):
     return wrap
 
 
-def read_dataset(reader: str, root: str | Path, **options) -> dict[str, list[TraversalPair]]:
-    """Read a dataset by reader name; unknown names list the known ones."""
+def read_dataset(reader: str, root: str | Path, **options
+                 ) -> Mapping[str, list[TraversalPair]]:
+    """Read a dataset by reader name; unknown names list the known ones. Some readers
+    (MSLS, nuScenes) read a split only when it is first looked up."""
     from . import readers  # noqa: F401  (registration on import)
 
     if reader not in DATASETS:

@@ -22,7 +22,9 @@ class Traversal:
 
     ``positions`` is float64 [N, 2] (metric x, y) or None; ``headings`` degrees [N]
     or None. Frame-aligned traversals (Nordland) carry no positions and are
-    matched by index.
+    matched by index. ``sequence_ids`` (int64 [N] or None) marks datasets made of
+    many short recordings (MSLS sequences, nuScenes scenes) kept in one traversal:
+    a new sequence starts wherever the id changes, and no window may span two.
     """
 
     name: str
@@ -30,6 +32,7 @@ class Traversal:
     stamps_ns: np.ndarray  # int64 [N]
     positions: np.ndarray | None = None
     headings: np.ndarray | None = None
+    sequence_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -48,12 +51,30 @@ class Traversal:
         sl = slice(start, stop)
         return Traversal(self.name, self.paths[sl], self.stamps_ns[sl],
                          None if self.positions is None else self.positions[sl],
-                         None if self.headings is None else self.headings[sl])
+                         None if self.headings is None else self.headings[sl],
+                         None if self.sequence_ids is None else self.sequence_ids[sl])
 
     def batches(self, batch_size: int) -> Iterator[tuple[int, list[np.ndarray]]]:
         """Yield (first index, decoded frames) in order; decode errors name the file."""
         for start in range(0, len(self), batch_size):
             yield start, [read_image(p) for p in self.paths[start:start + batch_size]]
+
+
+def concat_traversals(name: str, parts: list[Traversal]) -> Traversal:
+    """Several recordings as one traversal whose ``sequence_ids`` number the parts, so
+    one map holds them all while windows (and the evaluation stream) restart at
+    every part. Positions/headings are kept only when every part has them."""
+    if not parts:
+        raise ValueError(f"traversal {name!r} has no sequences to concatenate")
+
+    def stacked(field: str) -> np.ndarray | None:
+        values = [getattr(t, field) for t in parts]
+        return None if any(v is None for v in values) else np.concatenate(values)
+
+    return Traversal(name, [p for t in parts for p in t.paths],
+                     np.concatenate([t.stamps_ns for t in parts]).astype(np.int64),
+                     stacked("positions"), stacked("headings"),
+                     np.repeat(np.arange(len(parts), dtype=np.int64), [len(t) for t in parts]))
 
 
 def read_image_folder(folder: str | os.PathLike) -> Traversal:

@@ -3,6 +3,9 @@
 The database traversal is streamed in ``mapping`` mode, the query traversal in
 ``localize`` mode: the same code a robot runs. Frames are encoded once per
 traversal and the cached features are reused for the single-frame baseline.
+A traversal made of many short sequences (MSLS, nuScenes) is streamed one
+sequence at a time, the localizer reset in between, into one map: no window
+spans two sequences, and map ids still index frame spans of the one traversal.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ..data import Traversal
+from ..data.windows import sequence_bounds
 from ..maps import PlaceMap
 from ..models import SequenceModel
 from ..stream import FrameInfo, LocalizerConfig, StreamingLocalizer, WindowConfig, WindowResult
@@ -62,29 +66,35 @@ def evaluate(model: SequenceModel, db: tuple[torch.Tensor, list[FrameInfo]],
              gt: GroundTruth, ks: Sequence[int] = RECALL_VALUES,
              db_positions: np.ndarray | None = None,
              query_positions: np.ndarray | None = None,
-             query_window: WindowConfig | None = None) -> EvalResult:
+             query_window: WindowConfig | None = None, *,
+             db_headings: np.ndarray | None = None, query_headings: np.ndarray | None = None,
+             db_sequences: np.ndarray | None = None,
+             query_sequences: np.ndarray | None = None) -> EvalResult:
     """Recall@K of ``model`` on pre-encoded (features, infos) of both traversals.
 
     ``query_window`` (default ``window``) windows the queries differently from the
-    map, e.g. one window per block for the reversed-order test."""
+    map, e.g. one window per block for the reversed-order test. ``*_headings``
+    (degrees [N]) feed a ground truth with a heading limit; ``*_sequences`` (int [N],
+    :attr:`Traversal.sequence_ids`) restart the stream wherever the id changes."""
     place_map = PlaceMap(model.descriptor_dim, model={"name": model.name,
                                                       "fingerprint": model.fingerprint()})
     t0 = time.perf_counter()
     mapper = StreamingLocalizer(model, place_map, LocalizerConfig("mapping", window))
-    db_results = mapper.push_features(*db)
+    db_results = stream_sequences(mapper, *db, db_sequences)
     t1 = time.perf_counter()
     localizer = StreamingLocalizer(model, place_map,
                                    LocalizerConfig("localize", query_window or window,
                                                    top_k=max(ks)))
-    results = localizer.push_features(*query)
+    results = stream_sequences(localizer, *query, query_sequences)
     t2 = time.perf_counter()
     if not results or not db_results:
-        raise ValueError(f"window of {window.min_len} frames is longer than a traversal "
-                         f"({len(db[1])} map / {len(query[1])} query frames)")
+        within = "" if db_sequences is None and query_sequences is None else " sequence"
+        raise ValueError(f"window of {window.min_len} frames is longer than every{within} "
+                         f"of a traversal ({len(db[1])} map / {len(query[1])} query frames)")
     ranked, q_windows = ranked_ids(results, max(ks)), frame_spans(results)
     db_windows = frame_spans(db_results)
     positives = window_positives(q_windows, db_windows, len(db[1]), gt,
-                                 query_positions, db_positions)
+                                 query_positions, db_positions, query_headings, db_headings)
     return EvalResult(
         model=model.name, window=window, recall=recall_at_k(ranked, positives, ks),
         n_db_windows=len(db_results), n_queries=len(results), ranked_ids=ranked,
@@ -95,6 +105,18 @@ def evaluate(model: SequenceModel, db: tuple[torch.Tensor, list[FrameInfo]],
         query_descriptors=np.stack([r.descriptor for r in results]),
         place_map=place_map,
     )
+
+
+def stream_sequences(localizer: StreamingLocalizer, features: torch.Tensor,
+                     infos: list[FrameInfo], sequences: np.ndarray | None = None
+                     ) -> list[WindowResult]:
+    """Push frames sequence by sequence, resetting the stream (not the map) at every
+    start, so a window never holds frames of two recordings."""
+    results: list[WindowResult] = []
+    for start, stop in sequence_bounds(len(infos), sequences):
+        localizer.reset()
+        results += localizer.push_features(features[start:stop], infos[start:stop])
+    return results
 
 
 def ranked_ids(results: Sequence[WindowResult], k: int) -> np.ndarray:
@@ -150,18 +172,18 @@ def evaluate_report(model: SequenceModel, db: Traversal, query: Traversal,
     from .metrics import aggregate_ms, peak_memory_mb, precision_recall, search_ms
 
     db_enc, q_enc = (encode_traversal(model, t, batch_size, progress) for t in (db, query))
-    runs = {"sequence": (model, window, q_enc[:2], None)}
+    q_in = (*q_enc[:2], query.sequence_ids)  # (features, infos, sequence ids)
+    runs = {"sequence": (model, window, q_in, None)}
     if single_frame:
-        runs["single_frame"] = (model.with_aggregator("none"), WindowConfig.fixed(1),
-                                q_enc[:2], None)
+        runs["single_frame"] = (model.with_aggregator("none"), WindowConfig.fixed(1), q_in, None)
     if reverse:
         blocks = WindowConfig.fixed(window.max_len, window.max_len)  # one window per block
-        runs["forward_blocks"] = (model, window, q_enc[:2], blocks)
-        runs["reversed"] = (model, window, _reversed_windows(q_enc[:2], window), blocks)
+        runs["forward_blocks"] = (model, window, q_in, blocks)
+        runs["reversed"] = (model, window, _reversed_windows(q_in, window), blocks)
     for length in window_sweep:
         if model.variable_length and length != window.max_len:
             runs[f"window_{length}"] = (model, WindowConfig.fixed(length, window.stride),
-                                        q_enc[:2], None)
+                                        q_in, None)
     encode_ms = (db_enc[2] * len(db) + q_enc[2] * len(query)) / (len(db) + len(query))
     report: dict = {
         "model": model.name,
@@ -170,14 +192,17 @@ def evaluate_report(model: SequenceModel, db: Traversal, query: Traversal,
         "window": {"min_len": window.min_len, "max_len": window.max_len,
                    "stride": window.stride},
         "ground_truth": gt.describe(),
-        "db": {"name": db.name, "frames": len(db)},
-        "query": {"name": query.name, "frames": len(query)},
+        "db": _describe(db),
+        "query": _describe(query),
         "timing_ms": {"encode_per_frame": encode_ms},
         "pr": {},
     }
     results: dict[str, EvalResult] = {}
-    for key, (m, w, q_in, q_w) in runs.items():
-        r = evaluate(m, db_enc[:2], q_in, w, gt, ks, db.positions, query.positions, q_w)
+    for key, (m, w, (q_feats, q_infos, q_seqs), q_w) in runs.items():
+        r = evaluate(m, db_enc[:2], (q_feats, q_infos), w, gt, ks, db.positions,
+                     query.positions, q_w, db_headings=db.headings,
+                     query_headings=query.headings, db_sequences=db.sequence_ids,
+                     query_sequences=q_seqs)
         results[key] = r
         prefix = "" if key == "sequence" else f"{key}_"
         report[f"{prefix}recall"] = {str(k): v for k, v in r.recall.items()}
@@ -210,15 +235,28 @@ def evaluate_report(model: SequenceModel, db: Traversal, query: Traversal,
     return report, results
 
 
-def _reversed_windows(encoded: tuple[torch.Tensor, list[FrameInfo]], window: WindowConfig
-                      ) -> tuple[torch.Tensor, list[FrameInfo]]:
+def _describe(t: Traversal) -> dict:
+    out: dict = {"name": t.name, "frames": len(t)}
+    if t.sequence_ids is not None:
+        out["sequences"] = len(sequence_bounds(len(t), t.sequence_ids))
+    return out
+
+
+def _reversed_windows(encoded: tuple[torch.Tensor, list[FrameInfo], np.ndarray | None],
+                      window: WindowConfig
+                      ) -> tuple[torch.Tensor, list[FrameInfo], np.ndarray | None]:
     """Query frames re-ordered so every full window is streamed newest-first.
 
-    Blocks of ``max_len`` frames are each reversed, and windows with stride =
-    ``max_len`` are taken on them, so each evaluated window holds the same frames
-    as a forward window, in the opposite order.
+    Blocks of ``max_len`` frames (cut in every sequence separately) are each
+    reversed, and windows with stride = ``max_len`` are taken on them, so each
+    evaluated window holds the same frames as a forward window, in the opposite
+    order.
     """
-    feats, infos = encoded
-    n = len(infos) - len(infos) % window.max_len
-    order = np.arange(n).reshape(-1, window.max_len)[:, ::-1].reshape(-1)
-    return feats[torch.from_numpy(order.copy())], [infos[i] for i in order]
+    feats, infos, sequences = encoded
+    blocks = []
+    for start, stop in sequence_bounds(len(infos), sequences):
+        n = (stop - start) - (stop - start) % window.max_len
+        blocks.append(start + np.arange(n).reshape(-1, window.max_len)[:, ::-1].reshape(-1))
+    order = np.concatenate(blocks or [np.zeros(0, dtype=np.int64)]).astype(np.int64)
+    return (feats[torch.from_numpy(order.copy())], [infos[i] for i in order],
+            None if sequences is None else np.asarray(sequences)[order])

@@ -45,7 +45,8 @@ def build_pair_windows(pair: TraversalPair, window: WindowSpec, spec: GroundTrut
     pos_gt, eval_gt = ground_truths(spec)
 
     def windows(t: Traversal) -> np.ndarray:
-        return make_windows(len(t), window.length, window.stride, t.positions, window.spacing_m)
+        return make_windows(len(t), window.length, window.stride, t.positions, window.spacing_m,
+                            t.sequence_ids)
 
     dbw, qw = windows(pair.db), windows(pair.query)
     if not len(dbw) or not len(qw):

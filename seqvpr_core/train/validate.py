@@ -44,7 +44,10 @@ def validate(model: SequenceModel, pairs: list[TraversalPair], cfg: TrainConfig,
                 feats, infos, _ = encode_traversal(model, t, cfg.batch_size_encode, False)
             encoded.append((feats, infos))
         r = evaluate(model, encoded[0], encoded[1], window, gt,
-                     db_positions=pair.db.positions, query_positions=pair.query.positions)
+                     db_positions=pair.db.positions, query_positions=pair.query.positions,
+                     db_headings=pair.db.headings, query_headings=pair.query.headings,
+                     db_sequences=pair.db.sequence_ids,
+                     query_sequences=pair.query.sequence_ids)
         for k, v in r.recall.items():
             hits[k] = hits.get(k, 0.0) + v * r.n_queries
         total += r.n_queries
