@@ -1,3 +1,3 @@
 """Dataset readers; importing this package registers them (see :mod:`..pairs`)."""
 
-from . import folder_csv, nordland, robotcar  # noqa: F401  (registration on import)
+from . import folder_csv, msls, nordland, nuscenes, robotcar  # noqa: F401  (registration on import)
