@@ -41,9 +41,10 @@ def _side(folder: Path, rows: list[dict], shuffle: bool = True) -> None:
 
 
 def _rows(prefix: str, seqs: dict[str, int], y: float = 0.0, night: tuple[str, ...] = (),
-          panos: tuple[str, ...] = ()) -> list[dict]:
+          panos: tuple[str, ...] = (), gap: float = 0.0) -> list[dict]:
     rows, x = [], 0.0
-    for seq, n in seqs.items():
+    for s, (seq, n) in enumerate(seqs.items()):
+        x += gap * (s > 0)  # sequences ``gap`` metres apart along the street
         for f in range(n):
             key = f"{prefix}{seq}{f}"
             rows.append(dict(key=key, seq=seq, frame=f, e=E0 + x, n=N0 + y, ca=90.0,
@@ -52,11 +53,11 @@ def _rows(prefix: str, seqs: dict[str, int], y: float = 0.0, night: tuple[str, .
     return rows
 
 
-def make_city(root: Path, city: str) -> None:
+def make_city(root: Path, city: str, gap: float = 0.0) -> None:
     """database: sequence A (6 frames) and B (5 frames, a panorama in the middle);
     query: sequence Q (5 frames, the last at night) 1 m beside A."""
     base = root / "train_val" / city
-    _side(base / "database", _rows("d", {"A": 6, "B": 5}, panos=("dB2",)))
+    _side(base / "database", _rows("d", {"A": 6, "B": 5}, panos=("dB2",), gap=gap))
     _side(base / "query", _rows("q", {"Q": 5}, y=1.0, night=("qQ4",)))
 
 
@@ -166,3 +167,24 @@ def test_evaluate_maps_every_sequence_and_keeps_frame_spans(msls):
                       db_positions=pair.db.positions, query_positions=pair.query.positions)
     assert joined.n_db_windows == 9
     assert torch.is_tensor(db[0])
+
+
+def test_training_config_with_the_msls_reader_trains_and_validates(tmp_path):
+    from seqvpr_core.train import Trainer, config_from_dict
+
+    for city in ("melbourne", "sf"):
+        make_city(tmp_path / "msls", city, gap=100.0)  # B is a negative for every query
+    cfg = config_from_dict({
+        "model": {"encoder": {"name": "pixels", "image_size": [16, 32]},
+                  "aggregator": {"name": "fc", "length": 2, "out_dim": 16}},
+        "data": {"reader": "msls", "root": str(tmp_path / "msls"),
+                 "options": {"cities": {"train": ["melbourne"], "val": ["sf"]}}},
+        "output": str(tmp_path / "run"), "frozen_encoder": True, "window": {"length": 2},
+        "ground_truth": {"pos_radius": 10.0, "eval_radius": 25.0},
+        "mining": {"pool": 5, "negatives": 1, "refresh": 8},
+        "optim": {"epochs": 1, "batch_size": 2, "lr": 1e-3}, "threads": 1})
+    trainer = Trainer(cfg)
+    ids = trainer.train_pairs[0].db.sequence_ids
+    assert (ids[trainer.data[0].db_windows] == ids[trainer.data[0].db_windows[:, :1]]).all()
+    summary = trainer.fit()
+    assert summary["epochs"] == 1 and 0.0 <= summary["best_val_recall@5"] <= 1.0

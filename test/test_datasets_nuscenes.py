@@ -190,3 +190,21 @@ def test_nuscenes_scenes_with_missing_images_are_left_out(nuscenes):
     pair = read_dataset("nuscenes", nuscenes, version="v1.0-mini", queries="later",
                         splits={"test": ["boston-seaport"]})["test"][0]
     assert len(pair.db) == 4
+
+
+def test_training_config_with_the_nuscenes_reader_validates_with_the_heading_limit(nuscenes,
+                                                                                   tmp_path):
+    from seqvpr_core.train import Trainer, config_from_dict
+
+    hv = ["singapore-hollandvillage"]
+    cfg = config_from_dict({
+        "model": {"encoder": {"name": "pixels", "image_size": [16, 32]},
+                  "aggregator": {"name": "fc", "length": 2, "out_dim": 16}},
+        "data": {"reader": "nuscenes", "root": str(nuscenes),
+                 "options": {"version": "v1.0-mini", "splits": {"train": hv, "val": hv}}},
+        "output": str(tmp_path / "run"), "frozen_encoder": True, "window": {"length": 2},
+        "ground_truth": {"pos_radius": 10.0, "eval_radius": 25.0, "max_heading_deg": 30.0},
+        "mining": {"pool": 5, "negatives": 1, "refresh": 8},
+        "optim": {"epochs": 1, "batch_size": 2, "lr": 1e-3}, "threads": 1})
+    summary = Trainer(cfg).fit()
+    assert summary["epochs"] == 1 and 0.0 <= summary["best_val_recall@5"] <= 1.0
