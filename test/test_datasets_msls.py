@@ -188,3 +188,12 @@ def test_training_config_with_the_msls_reader_trains_and_validates(tmp_path):
     assert (ids[trainer.data[0].db_windows] == ids[trainer.data[0].db_windows[:, :1]]).all()
     summary = trainer.fit()
     assert summary["epochs"] == 1 and 0.0 <= summary["best_val_recall@5"] <= 1.0
+
+
+def test_lazy_splits_answer_membership_without_reading(msls):
+    raw = msls / "train_val" / "sf" / "database" / "raw.csv"
+    raw.write_text(raw.read_text().replace(",pano", ",panorama"))
+    splits = read_dataset("msls", msls, cities={"val": ["sf"], "test": ["cph"]})
+    assert "val" in splits and "train" not in splits and sorted(splits) == ["test", "val"]
+    with pytest.raises(ValueError, match="pano"):
+        splits["val"]

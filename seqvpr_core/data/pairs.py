@@ -42,6 +42,9 @@ class LazySplits(Mapping[str, list[TraversalPair]]):
             self._read[split] = self._loaders[split]()
         return self._read[split]
 
+    def __contains__(self, split: object) -> bool:  # without reading the split
+        return split in self._loaders
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._loaders)
 
