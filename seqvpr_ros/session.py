@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from seqvpr_core.data import KeyframeSpacing, SpacingFilter
 from seqvpr_core.maps import PlaceMap
-from seqvpr_core.models import SequenceModel, build_model, resolve_device
+from seqvpr_core.models import SequenceModel, build_model
 from seqvpr_core.stream import GateConfig, LocalizerConfig, StreamingLocalizer, WindowConfig
 
 from .params import NodeSettings
@@ -44,13 +44,7 @@ def open_session(s: NodeSettings) -> Session:
     spec = s.model or (place_map.model.get("config") if place_map else None)
     if not spec:
         raise ValueError(f"map {s.map_path} does not record its model; set the model parameter")
-    model: SequenceModel = build_model(spec, window=window.max_len)
-    device = resolve_device(s.device)
-    model = model.to(device)
-    if s.half:
-        if device.type != "cuda":
-            raise ValueError("half precision needs a CUDA device")
-        model = model.half()
+    model: SequenceModel = build_model(spec, window=window.max_len, device=s.device, half=s.half)
     if place_map is None:
         place_map = PlaceMap(model.descriptor_dim, model={
             "name": model.name, "config": model.config, "fingerprint": model.fingerprint(),
@@ -62,7 +56,7 @@ def open_session(s: NodeSettings) -> Session:
         gate=GateConfig(s.score_threshold, s.consistency, s.consistency_tolerance))
     localizer = StreamingLocalizer(model.eval(), place_map, config)
     spacing = SpacingFilter(KeyframeSpacing(s.keyframe_min_distance, s.keyframe_min_interval))
-    LOG.info("%s on %s, window %d..%d, map of %d entries", model.name, device, window.min_len,
-             window.max_len, len(place_map))
+    LOG.info("%s on %s, window %d..%d, map of %d entries", model.name, model.device,
+             window.min_len, window.max_len, len(place_map))
     return Session(localizer, spacing, len(place_map),
                    f"{model.name}:{model.fingerprint()[:16]}")

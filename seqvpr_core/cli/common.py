@@ -10,7 +10,6 @@ from ..models import (
     build_model,
     list_aggregators,
     list_encoders,
-    resolve_device,
 )
 from ..stream import WindowConfig
 
@@ -47,12 +46,7 @@ def window_from_args(args: argparse.Namespace) -> WindowConfig:
 
 def load_model_from_args(args: argparse.Namespace, spec: str | dict | None = None,
                          window: int | None = None) -> SequenceModel:
-    model = build_model(spec if spec is not None else args.model, window=window)
-    device = resolve_device(args.device)
-    model = model.to(device)
-    if args.half:
-        if device.type != "cuda":
-            raise SystemExit("error: --half needs --device cuda")
-        model = model.half()
-    LOG.info("model %s: %d-d descriptors on %s", model.name, model.descriptor_dim, device)
-    return model.eval()
+    model = build_model(spec if spec is not None else args.model, window=window,
+                        device=args.device, half=args.half)
+    LOG.info("model %s: %d-d descriptors on %s", model.name, model.descriptor_dim, model.device)
+    return model

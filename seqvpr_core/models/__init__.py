@@ -60,21 +60,29 @@ def spec_config(spec: str, window: int | None = None) -> dict[str, Any]:
     return {"encoder": {"name": encoder}, "aggregator": agg}
 
 
-def build_model(spec: str | Path | dict, window: int | None = None) -> SequenceModel:
+def build_model(spec: str | Path | dict, window: int | None = None, device: str = "cpu",
+                half: bool = False) -> SequenceModel:
     """A model from a checkpoint path, a YAML/JSON config file, a config dict or
-    a short name such as ``efficientnet_lite0+seqgem`` (pretrained weights)."""
-    if isinstance(spec, dict):
-        return SequenceModel(spec).eval()
-    path = Path(spec)
-    if path.suffix in CHECKPOINT_SUFFIXES:
-        return load_model(path)
-    if path.suffix in CONFIG_SUFFIXES:
+    a short name such as ``efficientnet_lite0+seqgem`` (pretrained weights), in
+    eval mode on ``device`` (``auto``: CUDA when present), float16 if ``half``."""
+    path = None if isinstance(spec, dict) else Path(spec)
+    if path is None:
+        model = SequenceModel(spec)
+    elif path.suffix in CHECKPOINT_SUFFIXES:
+        model = load_model(path)
+    elif path.suffix in CONFIG_SUFFIXES:
         if not path.is_file():
             raise FileNotFoundError(f"model config {path} does not exist")
         text = path.read_text()
         config = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        return SequenceModel(config.get("model", config)).eval()
-    return SequenceModel(spec_config(str(spec), window)).eval()
+        model = SequenceModel(config.get("model", config))
+    else:
+        model = SequenceModel(spec_config(str(spec), window))
+    torch_device = resolve_device(device)
+    if half and torch_device.type != "cuda":
+        raise ValueError("half precision needs a CUDA device")
+    model = model.to(torch_device)
+    return (model.half() if half else model).eval()
 
 
 __all__ = [
