@@ -104,8 +104,15 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=2391,
                    help="winter windows asked for recall (evenly spaced; 2391 = all)")
     p.add_argument("--timed", type=int, default=200, help="queries timed one at a time")
+    p.add_argument("--specs", nargs="+", default=None, metavar="FACTORY",
+                   help="FAISS factory strings to compare with exact search (default: what "
+                        "hnsw and ivf-pq pick for each size, and ivf-pq with SQ8 re-ranking)")
+    p.add_argument("--nprobe", type=int, nargs="+", default=None,
+                   help="IVF lists probed, each measured on the same built index")
     args = p.parse_args()
     setup(args.threads)
+    import faiss
+
     from seqvpr_core.eval import recall_at_k
     from seqvpr_core.maps.indexes import index_spec
 
@@ -114,23 +121,31 @@ def main() -> None:
     xq = queries[pick]
     pos = [positives(len(queries), len(base), LENGTH)[i] for i in pick]
     print(f"map windows {base.shape}, queries {xq.shape}, noise {NOISE}")
-    print(f"{'entries':>8s} {'index':18s} {'build s':>8s} {'ms/query':>9s} {'R@1':>6s} "
+    print(f"{'entries':>8s} {'index':32s} {'build s':>8s} {'ms/query':>9s} {'R@1':>6s} "
           f"{'R@1 loss':>9s} {'=exact':>7s} {'B/entry':>8s}")
     for n in args.sizes:
         xb = noisy_map(base, n)
         exact_ids = None
-        specs = [index_spec(kind, DIM, n) for kind in ("flat", "hnsw", "ivf-pq")]
-        specs.append(specs[-1] + ",Refine(SQ8)")  # re-rank with 8-bit scalar codes
-        for spec in specs:
+        specs = args.specs or [index_spec(kind, DIM, n) for kind in ("hnsw", "ivf-pq")]
+        if not args.specs:
+            specs.append(specs[-1] + ",Refine(SQ8)")  # re-rank with 8-bit scalar codes
+        for spec in ["Flat", *specs]:
             m, build_s = build(spec, xb)
-            ids, ms = measure(m, xq, args.timed)
-            r1 = recall_at_k(ids % len(base), pos, (1,))[1]
-            if exact_ids is None:
-                exact_ids, exact_r1 = ids, r1
-            same = float(np.mean(ids[:, 0] == exact_ids[:, 0]))
-            print(f"{n:8d} {spec:18s} {build_s:8.1f} {ms:9.3f} {100 * r1:6.2f} "
-                  f"{100 * (exact_r1 - r1):9.2f} {100 * same:6.1f}% {bytes_per_entry(m):8.0f}",
-                  flush=True)
+            ivf = faiss.try_extract_index_ivf(m.searched_index)
+            for nprobe in (args.nprobe or [None]) if ivf is not None else [None]:
+                if nprobe:
+                    ivf.nprobe = nprobe
+                # exact search is slow one query at a time: time a few
+                timed = min(args.timed, 20) if spec == "Flat" else args.timed
+                ids, ms = measure(m, xq, timed)
+                r1 = recall_at_k(ids % len(base), pos, (1,))[1]
+                if exact_ids is None:
+                    exact_ids, exact_r1 = ids, r1
+                same = float(np.mean(ids[:, 0] == exact_ids[:, 0]))
+                name = spec + (f" nprobe={ivf.nprobe}" if ivf is not None else "")
+                print(f"{n:8d} {name:32s} {build_s:8.1f} {ms:9.3f} {100 * r1:6.2f} "
+                      f"{100 * (exact_r1 - r1):9.2f} {100 * same:6.1f}% "
+                      f"{bytes_per_entry(m):8.0f}", flush=True)
             del m
         del xb
     report_load()
