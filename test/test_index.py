@@ -97,6 +97,14 @@ def test_save_load_round_trip(built, xb, tmp_path):
                                   built.search(q, 5, max_id=600)[1])
 
 
+def test_pca_keeps_only_its_projection(xb):
+    """The trained PCA stage drops its eigenvector matrix; searches are unchanged."""
+    m = _map("PCA16,L2norm,Flat", xb)
+    pca = faiss.downcast_VectorTransform(m.index.chain.at(0))
+    assert pca.PCAMat.size() == 0 and pca.A.size() == 16 * DIM
+    assert (m.search(xb[:20], 1)[1][:, 0] == np.arange(20)).all()
+
+
 def test_l2_metric(xb):
     for spec in ("Flat", "HNSW32", "IVF16,Flat"):
         m = _map(spec, xb, metric="l2")

@@ -98,6 +98,20 @@ def training_cap(index: Any) -> int:
     return max(need, cap, 4 * need)
 
 
+def drop_training_state(index: Any) -> None:
+    """Free what only training needed: a PCA stage keeps its full eigenvector
+    matrix (input dims x input dims, 2.4 GB at 24576-d) besides the projection
+    it applies; searches and saved maps need only the projection."""
+    faiss = _faiss()
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        for i in range(index.chain.size()):
+            stage = faiss.downcast_VectorTransform(index.chain.at(i))
+            if isinstance(stage, faiss.PCAMatrix):
+                stage.PCAMat.clear()
+                stage.eigenvalues.clear()
+
+
 def tune(index: Any, nprobe: int | None = None, ef_search: int | None = None) -> None:
     """Search-time knobs: IVF lists probed, HNSW candidate list size, refine depth."""
     faiss = _faiss()

@@ -160,6 +160,7 @@ class PlaceMap:
         sample = xb if n <= cap else xb[np.sort(np.random.default_rng(0).choice(n, cap, False))]
         LOG.info("training %s on %d of %d map entries", self.index_spec, len(sample), n)
         self.index.train(sample)
+        indexes.drop_training_state(self.index)
         self.index.add(xb)
         self._staging, self._gpu = None, None
 
