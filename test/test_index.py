@@ -157,8 +157,8 @@ def test_damaged_index_is_refused(built, tmp_path):
 
 
 def test_index_spec_choices():
-    assert auto_kind(10_000) == "flat" and auto_kind(1_000_000) == "hnsw"
-    assert auto_kind(10_000_000) == "ivf-pq"
+    assert auto_kind(1000, 512) == "flat" and auto_kind(10_000, 512) == "hnsw"
+    assert auto_kind(1_000_000, 512) == "ivf-pq"
     assert index_spec("ivf-pq", 512, 1_000_000) == "IVF1024,PQ64np"
     assert index_spec("hnsw", 512, 10, pca=128) == "PCA128,L2norm,HNSW32"
     assert index_spec("flat", 512, 10, pca=128, metric="l2") == "PCA128,Flat"

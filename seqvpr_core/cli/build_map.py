@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     source = source_from_args(args)
     n_windows = max(0, (len(source) - window.min_len) // window.stride + 1)
     spec = index_spec(args.index, model.descriptor_dim, n_windows, args.pca, args.metric)
-    kind = auto_kind(n_windows) if args.index == "auto" else args.index
+    kind = auto_kind(n_windows, args.pca or model.descriptor_dim) if args.index == "auto" \
+        else args.index
     print(f"index: {spec} ({kind}{', chosen by auto' if args.index == 'auto' else ''} "
           f"for {n_windows} windows)")
     place_map = PlaceMap(model.descriptor_dim, args.metric, model_info(model, args.model),

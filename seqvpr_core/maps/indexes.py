@@ -3,9 +3,12 @@
 Index kinds map to FAISS factory strings (the string is what the manifest
 stores, so any factory string a user passes works too):
 
-- ``flat``: exact search, 4*dim bytes per entry; right up to tens of thousands.
+- ``flat``: exact search, 4*dim bytes per entry; one query costs n*dim
+  multiply-adds, so it is the choice while that stays around a millisecond.
 - ``hnsw``: graph search, no training, grows one entry at a time (good for
-  slam maps); about 4*dim + 8*M bytes per entry.
+  slam maps); about 4*dim + 8*M bytes per entry. On maps full of near
+  duplicates (revisits) its Recall@1 drops (2 points at 100k, 6 at 1M in
+  benchmarks/maps.py), so auto uses it only for mid-sized maps.
 - ``ivf-flat``: inverted lists of full vectors; needs training (k-means).
 - ``ivf-pq``: inverted lists of product-quantised codes, about dim/8 bytes per
   entry: the city-scale choice when memory matters.
@@ -20,17 +23,18 @@ import math
 from typing import Any
 
 KINDS = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq")
-FLAT_UP_TO = 50_000  # exact search stays under ~10 ms/query up to here on a CPU
-HNSW_UP_TO = 2_000_000  # beyond this HNSW's full vectors cost too much memory
+FLAT_MAX_MACS = 4_000_000  # exact search costs about 1 ms per query on one core here
+HNSW_UP_TO = 50_000  # beyond this IVF-PQ loses less recall and uses 30x less memory
 HNSW_M, HNSW_EF_SEARCH, HNSW_EF_CONSTRUCTION = 32, 256, 80
 MIN_POINTS_PER_CENTROID = 39  # FAISS warns below this many training points per centroid
 MAX_POINTS_PER_CENTROID = 64  # training sample cap: k-means time stays bounded at 1M entries
 REFINE_K_FACTOR = 4  # a refine stage re-ranks 4k candidates with its finer codes
 
 
-def auto_kind(n: int) -> str:
-    """Exact search while it is cheap, HNSW up to millions, then IVF-PQ for memory."""
-    if n <= FLAT_UP_TO:
+def auto_kind(n: int, dim: int) -> str:
+    """Exact search while a query costs about a millisecond, HNSW for mid-sized
+    maps (no training, fast), IVF-PQ trained on the map beyond."""
+    if n * dim <= FLAT_MAX_MACS:
         return "flat"
     return "hnsw" if n <= HNSW_UP_TO else "ivf-pq"
 
@@ -58,7 +62,7 @@ def index_spec(kind: str, dim: int, n: int, pca: int | None = None, metric: str 
         raise ValueError(f"index kind must be one of {KINDS}, got {kind!r}")
     if pca is not None and not 1 <= pca <= dim:
         raise ValueError(f"pca must be 1..{dim} (the descriptor size), got {pca}")
-    kind = auto_kind(n) if kind == "auto" else kind
+    kind = auto_kind(n, pca or dim) if kind == "auto" else kind
     d = pca or dim
     body = {
         "flat": "Flat",
