@@ -121,7 +121,7 @@ def tune(index: Any, nprobe: int | None = None, ef_search: int | None = None) ->
     faiss = _faiss()
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
-        ivf.nprobe = nprobe or max(ivf.nprobe, min(ivf.nlist, max(16, ivf.nlist // 32)))
+        ivf.nprobe = nprobe or max(ivf.nprobe, min(ivf.nlist, max(8, ivf.nlist // 128)))
     hnsw = _hnsw(index)
     if hnsw is not None:
         hnsw.hnsw.efSearch = ef_search or max(hnsw.hnsw.efSearch, HNSW_EF_SEARCH)
