@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+import torch
 from conftest import copy_frames
 
 from seqvpr_core.cli.main import SUBCOMMANDS, build_parser, main
@@ -83,7 +84,11 @@ def test_localize_against_a_damaged_map_says_so(folders, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_runs_on_the_bundled_sample(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    threads = torch.get_num_threads()
+    try:
+        assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    finally:
+        torch.set_num_threads(threads)  # the demo streams single-threaded
     out = capsys.readouterr().out
     assert "single frame" in out and "sequence" in out
     report = json.loads((tmp_path / "demo" / "report.json").read_text())

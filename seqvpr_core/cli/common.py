@@ -50,3 +50,12 @@ def load_model_from_args(args: argparse.Namespace, spec: str | dict | None = Non
                         device=args.device, half=args.half)
     LOG.info("model %s: %d-d descriptors on %s", model.name, model.descriptor_dim, model.device)
     return model
+
+
+def set_threads(n: int) -> None:
+    """Intra-op threads of torch and FAISS: one number for both."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)

@@ -23,6 +23,7 @@ from ..maps import PlaceMap
 from ..models import build_model
 from ..stream import LocalizerConfig, StreamingLocalizer, WindowConfig, replay
 from .build_map import model_info
+from .common import set_threads
 from .localize_output import write_csv
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -50,6 +51,10 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
+    if args.threads is None:
+        # One frame at a time on 64x32 images: intra-op threads only add barrier waits,
+        # which stall badly when anything else shares the two cores.
+        set_threads(1)
     out = Path(args.out)
     summer = read_image_folder(Path(args.data) / "summer")
     winter = read_image_folder(Path(args.data) / "winter")

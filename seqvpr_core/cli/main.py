@@ -8,6 +8,7 @@ import sys
 
 from .. import __version__
 from . import build_map, demo, eval, localize, models, train
+from .common import set_threads
 
 SUBCOMMANDS = (demo, build_map, localize, eval, models, train)
 
@@ -20,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"seqvpr {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more log output (-vv for debug)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch and FAISS (default: theirs; on a shared or "
+                             "small CPU, 1 avoids thread contention on small frames)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in SUBCOMMANDS:
         module.add_parser(sub)
@@ -30,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads is not None:
+        set_threads(args.threads)
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, ImportError) as exc:
