@@ -28,6 +28,7 @@ class PCAWhitening(nn.Module):
         self.register_buffer("components", torch.zeros(dim, in_dim))
         self.register_buffer("scale", torch.ones(dim))
         self.register_buffer("fitted", torch.tensor(False))
+        self._ready = False  # host copy of ``fitted``: no device sync per window
 
     @torch.no_grad()
     def fit(self, descriptors: torch.Tensor) -> None:
@@ -45,9 +46,14 @@ class PCAWhitening(nn.Module):
         self.components.copy_(vh[: self.dim])
         self.scale.copy_(1.0 / (std + self.eps) if self.whiten else torch.ones_like(std))
         self.fitted.fill_(True)
+        self._ready = True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._ready = bool(self.fitted)  # one sync when a checkpoint loads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not bool(self.fitted):
+        if not self._ready:
             raise RuntimeError("the PCA stage is not fitted yet; call model.fit_pca(descriptors) "
                                "with raw aggregator outputs (model.aggregate_raw) first")
         y = (x - self.mean.to(x.dtype)) @ self.components.to(x.dtype).T
