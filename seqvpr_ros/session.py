@@ -46,10 +46,7 @@ def open_session(s: NodeSettings) -> Session:
         raise ValueError(f"map {s.map_path} does not record its model; set the model parameter")
     model: SequenceModel = build_model(spec, window=window.max_len, device=s.device, half=s.half)
     if place_map is None:
-        place_map = PlaceMap(model.descriptor_dim, model={
-            "name": model.name, "config": model.config, "fingerprint": model.fingerprint(),
-            "spec": str(spec)}, window={"min_len": window.min_len, "max_len": window.max_len,
-                                        "stride": window.stride})
+        place_map = PlaceMap.for_model(model, window, spec)
     config = LocalizerConfig(
         s.mode, window, top_k=s.top_k, exclude_recent_s=s.loop_exclusion,
         exclude_recent_keyframes=s.loop_exclusion_keyframes,

@@ -27,8 +27,7 @@ def frames_of(traversal, n):
 
 
 def new_map(model) -> PlaceMap:
-    return PlaceMap(model.descriptor_dim, model={"name": model.name,
-                                                 "fingerprint": model.fingerprint()})
+    return PlaceMap.for_model(model)
 
 
 class CountingEncoder(torch.nn.Module):

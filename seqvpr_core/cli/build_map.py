@@ -73,11 +73,6 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def model_info(model, spec) -> dict:
-    return {"name": model.name, "config": model.config, "fingerprint": model.fingerprint(),
-            "spec": str(spec)}
-
-
 def run(args: argparse.Namespace) -> int:
     window = window_from_args(args)
     model = load_model_from_args(args, window=window.max_len)
@@ -88,10 +83,7 @@ def run(args: argparse.Namespace) -> int:
         else args.index
     print(f"index: {spec} ({kind}{', chosen by auto' if args.index == 'auto' else ''} "
           f"for {n_windows} windows)")
-    place_map = PlaceMap(model.descriptor_dim, args.metric, model_info(model, args.model),
-                         index_spec=spec,
-                         window={"min_len": window.min_len, "max_len": window.max_len,
-                                 "stride": window.stride})
+    place_map = PlaceMap.for_model(model, window, args.model, args.metric, spec)
     mapper = StreamingLocalizer(model, place_map, LocalizerConfig("mapping", window))
     for _ in replay(mapper, source, args.batch_size):
         pass

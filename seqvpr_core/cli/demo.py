@@ -22,7 +22,6 @@ from ..eval.report import plot_recall_curves
 from ..maps import PlaceMap
 from ..models import build_model
 from ..stream import LocalizerConfig, StreamingLocalizer, WindowConfig, replay
-from .build_map import model_info
 from .common import set_threads
 from .localize_output import write_csv
 
@@ -65,9 +64,7 @@ def run(args: argparse.Namespace) -> int:
           f"{len(summer)} summer map frames, {len(winter)} winter query frames")
 
     # 1. map the summer traversal and save it (atomic, validated on load)
-    place_map = PlaceMap(model.descriptor_dim, model=model_info(model, args.model),
-                         window={"min_len": window.min_len, "max_len": window.max_len,
-                                 "stride": window.stride})
+    place_map = PlaceMap.for_model(model, window, args.model)
     mapper = StreamingLocalizer(model, place_map, LocalizerConfig("mapping", window))
     for _ in replay(mapper, summer, desc="map summer"):
         pass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..maps import PlaceMap
 from ..stream import GateConfig, LocalizerConfig, StreamingLocalizer, WindowConfig, replay
-from .build_map import add_source_options, model_info, source_from_args
+from .build_map import add_source_options, source_from_args
 from .common import LOG, add_model_options, add_window_options, load_model_from_args
 from .localize_output import (
     LOOP_COLUMNS,
@@ -72,9 +72,7 @@ def _open_map(args: argparse.Namespace):
         raise SystemExit("error: slam without --map needs --model and --window")
     window = WindowConfig(args.min_len or args.window, args.window, args.stride)
     model = load_model_from_args(args, window=window.max_len)
-    place_map = PlaceMap(model.descriptor_dim, model=model_info(model, args.model),
-                         window={"min_len": window.min_len, "max_len": window.max_len,
-                                 "stride": window.stride})
+    place_map = PlaceMap.for_model(model, window, args.model)
     return place_map, window, model
 
 

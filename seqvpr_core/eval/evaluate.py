@@ -76,8 +76,7 @@ def evaluate(model: SequenceModel, db: tuple[torch.Tensor, list[FrameInfo]],
     map, e.g. one window per block for the reversed-order test. ``*_headings``
     (degrees [N]) feed a ground truth with a heading limit; ``*_sequences`` (int [N],
     :attr:`Traversal.sequence_ids`) restart the stream wherever the id changes."""
-    place_map = PlaceMap(model.descriptor_dim, model={"name": model.name,
-                                                      "fingerprint": model.fingerprint()})
+    place_map = PlaceMap.for_model(model)
     t0 = time.perf_counter()
     mapper = StreamingLocalizer(model, place_map, LocalizerConfig("mapping", window))
     db_results = stream_sequences(mapper, *db, db_sequences)

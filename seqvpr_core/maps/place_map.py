@@ -107,6 +107,19 @@ class PlaceMap:
     def trained(self) -> bool:
         return self._staging is None
 
+    @classmethod
+    def for_model(cls, model, window=None, spec: str | None = None, metric: str = "ip",
+                  index_spec: str = "Flat") -> PlaceMap:
+        """An empty map whose manifest records the model (name, config, fingerprint)
+        and window (a ``WindowConfig``) that will fill it, so loading can check them."""
+        record = {"name": model.name, "config": model.config,
+                  "fingerprint": model.fingerprint()}
+        if spec is not None:
+            record["spec"] = str(spec)
+        win = None if window is None else {"min_len": window.min_len,
+                                           "max_len": window.max_len, "stride": window.stride}
+        return cls(model.descriptor_dim, metric, record, index_spec=index_spec, window=win)
+
     def __len__(self) -> int:
         return self.searched_index.ntotal
 
