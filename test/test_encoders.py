@@ -72,3 +72,20 @@ def test_pixels_is_patch_normalised_and_illumination_invariant(summer):
     d = enc(x)
     assert d.shape == (2, 32 * 64)
     assert torch.dot(d[0], d[1]) > 0.95
+
+
+def test_folded_batch_norm_gives_the_same_features_and_follows_weight_changes():
+    """Inference folds BN into the convolutions; it must match the plain path and
+    rebuild when weights change (e.g. a checkpoint loads or training steps)."""
+    enc = create_encoder("efficientnet_lite0", stage=5, pool_grid=(2, 4)).eval()
+    x = torch.randn(2, 3, 64, 128)
+    plain = enc(x).detach()  # autograd on: the unfolded path
+    with torch.inference_mode():
+        torch.testing.assert_close(enc(x), plain, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        enc.trunk._blocks[3]._bn1.running_mean.add_(0.5)
+    changed = enc(x).detach()
+    assert not torch.allclose(changed, plain, atol=1e-4)
+    with torch.inference_mode():
+        torch.testing.assert_close(enc(x), changed, atol=1e-5, rtol=1e-4)
+    assert not any("fold" in k for k in enc.state_dict())

@@ -63,16 +63,41 @@ def _round_filters(c: int, width: float, divisor: int = 8) -> int:
     return int(new + divisor) if new < 0.9 * c else int(new)
 
 
-class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow "SAME" padding (asymmetric for even inputs)."""
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d that can also run with other weights (batch norm folded in)."""
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, self.weight, self.bias)
+
+
+class SameConv2d(Conv2d):
+    """Conv2d with TensorFlow "SAME" padding (asymmetric for even inputs)."""
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
         pads = []
         for size, k, s in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1],
-                                  strict=True):
+                              strict=True):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
-        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, 1, self.groups)
+        return F.conv2d(F.pad(x, pads), weight, bias, self.stride, 0, 1, self.groups)
+
+
+Folded = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]
+
+
+def conv_bn(x: torch.Tensor, conv: Conv2d, bn: nn.BatchNorm2d, folded: Folded | None):
+    """bn(conv(x)), or one convolution with the batch norm folded into it."""
+    if folded is None:
+        return bn(conv(x))
+    return conv.conv(x, *folded[conv])
+
+
+def fold(conv: Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return conv.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
 
 
 class MBConv(nn.Module):
@@ -82,21 +107,25 @@ class MBConv(nn.Module):
         super().__init__()
         mid = cin * expand
         if expand != 1:
-            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self._expand_conv = Conv2d(cin, mid, 1, bias=False)
             self._bn0 = nn.BatchNorm2d(mid, eps=BN_EPS)
         self._depthwise_conv = SameConv2d(mid, mid, k, stride=stride, groups=mid, bias=False)
         self._bn1 = nn.BatchNorm2d(mid, eps=BN_EPS)
-        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self._project_conv = Conv2d(mid, cout, 1, bias=False)
         self._bn2 = nn.BatchNorm2d(cout, eps=BN_EPS)
         self.expand = expand
         self.residual = stride == 1 and cin == cout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def conv_bn_pairs(self) -> list[tuple[Conv2d, nn.BatchNorm2d]]:
+        pairs = [(self._expand_conv, self._bn0)] if self.expand != 1 else []
+        return pairs + [(self._depthwise_conv, self._bn1), (self._project_conv, self._bn2)]
+
+    def forward(self, x: torch.Tensor, folded: Folded | None = None) -> torch.Tensor:
         y = x
         if self.expand != 1:
-            y = F.relu6(self._bn0(self._expand_conv(y)))
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
-        y = self._bn2(self._project_conv(y))
+            y = F.relu6(conv_bn(y, self._expand_conv, self._bn0, folded))
+        y = F.relu6(conv_bn(y, self._depthwise_conv, self._bn1, folded))
+        y = conv_bn(y, self._project_conv, self._bn2, folded)
         return x + y if self.residual else y
 
 
@@ -121,23 +150,49 @@ class EfficientNetLite(nn.Module):
             self.stage_ends.append(len(blocks))
             self.stage_channels.append(cout)
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(self.stage_channels[-1], 1280, 1, bias=False)
+        self._conv_head = Conv2d(self.stage_channels[-1], 1280, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS)
         self._fc = nn.Linear(1280, num_classes)
         self.stage_channels.append(1280)
+        self._folded: tuple[tuple, Folded] | None = None
+        self._tensors: list[torch.Tensor] | None = None  # what the folded weights depend on
 
     def forward_stage(self, x: torch.Tensor, stage: int) -> torch.Tensor:
         """Feature map after ``stage`` (1..7 block stages, 8 = conv head)."""
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        folded = self._inference_weights()
+        x = F.relu6(conv_bn(x, self._conv_stem, self._bn0, folded))
         n_blocks = self.stage_ends[min(stage, len(B0_STAGES)) - 1]
         for block in self._blocks[:n_blocks]:
-            x = block(x)
+            x = block(x, folded)
         if stage == HEAD_STAGE:
-            x = F.relu6(self._bn1(self._conv_head(x)))
+            x = F.relu6(conv_bn(x, self._conv_head, self._bn1, folded))
         return x
+
+    def _inference_weights(self) -> Folded | None:
+        """Convolutions with their batch norms folded in, for inference without
+        autograd: half the ops per frame, which is what streaming one frame at a
+        time pays for. Rebuilt whenever a weight or statistic changes in place
+        (tensor versions) or moves (data pointers); never part of the state_dict."""
+        if self.training or torch.is_grad_enabled():
+            return None
+        if self._tensors is None:
+            self._tensors = [*self.parameters(), *self.buffers()]
+        key = tuple((t.data_ptr(), t._version, t.dtype) for t in self._tensors)
+        if self._folded is None or self._folded[0] != key:
+            pairs = [(self._conv_stem, self._bn0)]
+            pairs += [p for block in self._blocks for p in block.conv_bn_pairs()]
+            if hasattr(self, "_conv_head"):
+                pairs.append((self._conv_head, self._bn1))
+            self._folded = key, {conv: fold(conv, bn) for conv, bn in pairs}
+        return self._folded[1]
+
+    def _apply(self, fn, *args, **kwargs):
+        self._tensors = self._folded = None  # .to(), .half(), ...: tensors may be new
+        return super()._apply(fn, *args, **kwargs)
 
     def truncate(self, stage: int) -> None:
         """Drop every layer the chosen stage does not use."""
+        self._tensors = self._folded = None
         n_blocks = self.stage_ends[min(stage, len(B0_STAGES)) - 1]
         self._blocks = self._blocks[:n_blocks]
         del self._fc
