@@ -29,6 +29,17 @@ def missing_weights_error(encoder: str, weights: str | os.PathLike | None,
                              f"(expected {formats})")
 
 
+def weights_to_load(encoder: str, pretrained: bool, weights: str | os.PathLike | None,
+                    formats: str) -> str | os.PathLike | None:
+    """The local file to load, or None for random initialisation; ``pretrained``
+    without a file is the clear error, never a silent random model."""
+    if not pretrained:
+        return None
+    if weights is None:
+        raise missing_weights_error(encoder, None, formats)
+    return weights
+
+
 def read_state_dict(path: str | os.PathLike, encoder: str, formats: str) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file, unwrapped, with ``module.`` prefixes removed."""
     path = Path(path).expanduser()

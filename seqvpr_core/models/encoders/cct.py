@@ -26,7 +26,7 @@ from torch import nn
 from ..base import FrameEncoder, Preprocess, l2n
 from ..layers import Attention
 from ..registry import register_encoder
-from ..weights import load_exact, missing_weights_error, read_state_dict
+from ..weights import load_exact, read_state_dict, weights_to_load
 from .cnn import IMAGENET_MEAN, IMAGENET_STD
 
 FORMATS = "a CCT-14/7x2 state_dict in the Compact-Transformers layout"
@@ -130,10 +130,8 @@ class CCTEncoder(FrameEncoder):
 def _cct(name: str, size: int, pretrained: bool, weights: str | None, image_size: int | None,
          **kw) -> CCTEncoder:
     enc = CCTEncoder(name, image_size or size, **kw)
-    if pretrained:
-        if weights is None:
-            raise missing_weights_error(name, None, FORMATS)
-        enc.load_weights(weights)
+    if path := weights_to_load(name, pretrained, weights, FORMATS):
+        enc.load_weights(path)
     return enc
 
 

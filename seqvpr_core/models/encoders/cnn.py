@@ -28,7 +28,7 @@ from torch import nn
 
 from ..base import FrameEncoder, GeM, Preprocess, l2n
 from ..registry import register_encoder
-from ..weights import load_exact, missing_weights_error, read_state_dict
+from ..weights import load_exact, read_state_dict, weights_to_load
 
 LOG = logging.getLogger(__name__)
 
@@ -118,10 +118,8 @@ def _rename_vgg(key: str) -> str | None:
 
 
 def _build(encoder: CNNEncoder, pretrained: bool, weights: str | None, rename) -> CNNEncoder:
-    if pretrained:
-        if weights is None:
-            raise missing_weights_error(encoder.name, None, FORMATS)
-        encoder.load_weights(weights, rename)
+    if path := weights_to_load(encoder.name, pretrained, weights, FORMATS):
+        encoder.load_weights(path, rename)
     return encoder
 
 

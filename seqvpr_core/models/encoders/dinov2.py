@@ -21,7 +21,7 @@ from torch import nn
 from ..base import FrameEncoder, Preprocess, l2n
 from ..layers import Block
 from ..registry import register_encoder
-from ..weights import load_exact, missing_weights_error, read_state_dict
+from ..weights import load_exact, read_state_dict, weights_to_load
 from .cnn import IMAGENET_MEAN, IMAGENET_STD
 
 PATCH = 14
@@ -102,10 +102,8 @@ class DinoV2Encoder(FrameEncoder):
 
 def _dinov2(name: str, pretrained: bool, weights: str | None, **kw) -> DinoV2Encoder:
     enc = DinoV2Encoder(name, **kw)
-    if pretrained:
-        if weights is None:
-            raise missing_weights_error(name, None, FORMATS)
-        enc.load_weights(weights)
+    if path := weights_to_load(name, pretrained, weights, FORMATS):
+        enc.load_weights(path)
     return enc
 
 
