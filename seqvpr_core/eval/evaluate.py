@@ -143,24 +143,15 @@ def frame_spans(results: Sequence[WindowResult]) -> np.ndarray:
                      for r in results], dtype=np.int64)
 
 
-def evaluate_traversals(model: SequenceModel, db: Traversal, query: Traversal,
-                        window: WindowConfig, gt: GroundTruth, single_frame: bool = True,
-                        ks: Sequence[int] = RECALL_VALUES, batch_size: int = 32,
-                        progress: bool = True, **options) -> dict:
-    """The report of ``seqvpr eval``: sequence recall, and single-frame recall of
-    the same encoder on the same cached features as the reference. ``options``
-    are those of :func:`evaluate_report` (sweep, reversed order, SeqSLAM)."""
-    return evaluate_report(model, db, query, window, gt, single_frame, ks, batch_size,
-                           progress, **options)[0]
-
-
 def evaluate_report(model: SequenceModel, db: Traversal, query: Traversal,
                     window: WindowConfig, gt: GroundTruth, single_frame: bool = True,
                     ks: Sequence[int] = RECALL_VALUES, batch_size: int = 32,
                     progress: bool = True, window_sweep: Sequence[int] = (),
                     reverse: bool = False, seqslam: bool = False
                     ) -> tuple[dict, dict[str, EvalResult]]:
-    """(JSON report, the :class:`EvalResult` of every run by name) for figures.
+    """The report of ``seqvpr eval`` (JSON-ready) and the :class:`EvalResult` of
+    every run by name (for figures): sequence recall, and single-frame recall of the
+    same encoder on the same cached features as the reference.
 
     Args:
         window_sweep: also evaluate these test-time window lengths (variable-length
