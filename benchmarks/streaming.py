@@ -5,8 +5,9 @@
 Streaming (ours): a localizer step: encode the new frame once, push it into
 the feature ring, aggregate the cached window, add it to a map. Recompute
 (the published seq-VPR code): encode all L frames of the window and aggregate.
-Target: streaming / recompute <= 1.3 / L, for EfficientNet-Lite0 + SeqGeM and
-for SeqVLAD (CCT-224 tokens + NetVLAD over all tokens of the window).
+Target: streaming / recompute <= 1.3 / L, for EfficientNet-Lite0 + SeqGeM (at the
+Nordland 64x128 input and at its native 224x224) and for SeqVLAD (CCT-224 tokens +
+NetVLAD over all tokens of the window).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import torch
 from _common import LITE0_SEQGEM, interleaved_ms, nordland_frames, parser, report_load, setup
 
 MODELS = {
-    "efficientnet_lite0+seqgem": LITE0_SEQGEM,
+    "lite0+seqgem 64x128 grid": LITE0_SEQGEM,  # the Nordland configuration
+    "lite0+seqgem 224x224": {"encoder": {"name": "efficientnet_lite0"},  # native size
+                             "aggregator": "seqgem"},
     "cct224+seqvlad": {"encoder": {"name": "cct224", "pretrained": False},  # no weights here
                        "aggregator": "seqvlad"},
 }
