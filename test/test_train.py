@@ -120,3 +120,31 @@ def test_jist_branch_builds_cosface_classes_and_both_losses_decrease(tmp_path):
     assert last[0] < first[0], f"triplet loss did not decrease: {first[0]:.4f} -> {last[0]:.4f}"
     assert last[1] < first[1], f"CosFace loss did not decrease: {first[1]:.4f} -> {last[1]:.4f}"
     assert all(math.isfinite(v) for v in losses.flatten().tolist())
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_train_and_validate_like_one(tmp_path):
+    """torchrun with 2 gloo processes: mining, training and validation all run and the
+    validation recall matches the single-process run within noise."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = _nordland_tree(tmp_path / "nordland", 90)
+    recalls = {}
+    for procs in (1, 2):
+        cfg = _cpu_config(tmp_path / f"p{procs}", root)
+        cfg["optim"]["batch_size"] = 4 // procs  # the same effective batch
+        path = tmp_path / f"p{procs}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={procs}", "-m", "seqvpr_core.cli.main", "train",
+               "--config", str(path)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        history = json.loads((tmp_path / f"p{procs}" / "run" / "history.json").read_text())
+        recalls[procs] = history[-1]["val_recall"]["5"]
+        assert len(history) == 4  # untrained + 3 epochs
+    assert abs(recalls[1] - recalls[2]) <= 0.15, recalls
