@@ -139,3 +139,16 @@ def test_gate_needs_threshold_and_consistent_windows():
              [(10, 0.9), (11, 0.9), (12, 0.9), (13, 0.9), (40, 0.9), (41, 0.9), (42, 0.3),
               (43, 0.9), (44, 0.9), (45, 0.9)]]
     assert fired == [False, False, True, True, False, False, False, False, False, True]
+
+
+def test_reset_restarts_windows_but_not_frame_indices(summer):
+    """After a gap no window spans it, and default frame indices stay unique."""
+    model = build_model("pixels+avg")
+    loc = StreamingLocalizer(model, new_map(model), LocalizerConfig("mapping",
+                                                                    WindowConfig.fixed(3)))
+    frames = frames_of(summer, 8)
+    first = loc.feed(frames[:4], range(4))
+    loc.reset()
+    second = loc.feed(frames[4:], range(4, 8))
+    assert [r.last.index for r in first] == [2, 3]
+    assert [[f.index for f in r.frames] for r in second] == [[4, 5, 6], [5, 6, 7]]

@@ -130,7 +130,8 @@ class StreamingLocalizer:
         self.ring: FeatureRing[FrameInfo] = FeatureRing(w.max_len, model.frame_shape,
                                                         model.device, model.dtype)
         self.gate = LoopClosureGate(config.gate)
-        self._seen = 0
+        self._seen = 0  # frames since the last reset: drives the windows
+        self._frames = 0  # frames ever fed: default frame indices stay unique
         self._first_own_id = len(place_map)  # slam: entries before this are a prior map
         self._own_end_ns: list[int] = []
 
@@ -158,7 +159,7 @@ class StreamingLocalizer:
             raise ValueError(f"{n} frames but {len(stamps_ns)} stamps")
         features = self.model.encode_frames(frames)
         infos = [FrameInfo(
-            index=indices[i] if indices is not None else self._seen + i,
+            index=indices[i] if indices is not None else self._frames + i,
             stamp_ns=int(stamps_ns[i]),
             name=names[i] if names is not None else "",
             pose=poses[i] if poses is not None else None,
@@ -173,6 +174,7 @@ class StreamingLocalizer:
         for feature, info in zip(features, infos, strict=True):
             self.ring.push(feature, info)
             self._seen += 1
+            self._frames += 1
             length = self.config.window.length_at(self._seen)
             if length is not None:
                 results.append(self._on_window(length))
