@@ -84,3 +84,13 @@ def test_frame_head_runs_once_per_frame_and_is_shared_and_saved(tmp_path):
     torch.testing.assert_close(load_model(tmp_path / "m.pt").encode_frames(frames), feats)
     with pytest.raises(ValueError, match="head must be"):
         build_model({"encoder": "pixels", "head": {"size": 3}, "aggregator": "avg"})
+
+
+def test_fingerprint_follows_weight_changes():
+    """Maps are tied to exact weights, so an in-place update must change the hash."""
+    model = build_model({"encoder": "pixels", "aggregator": "seqgem"})
+    before = model.fingerprint()
+    assert model.fingerprint() == before
+    with torch.no_grad():
+        model.aggregator.p.add_(0.5)
+    assert model.fingerprint() != before

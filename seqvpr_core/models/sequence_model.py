@@ -162,11 +162,21 @@ class SequenceModel(nn.Module):
         return self.aggregate(feats.unflatten(0, (b, t)))
 
     def fingerprint(self) -> str:
-        """sha256 of the config and every tensor: ties maps to the exact model."""
-        h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
-        for key, tensor in sorted(self.state_dict().items()):
-            h.update(key.encode())
+        """sha256 of the config and every tensor: ties maps to the exact model.
+
+        Cached until a tensor changes in place or moves (versions, data pointers):
+        every map and localizer asks, and hashing a ViT-B takes about a second."""
+        state = sorted(self.state_dict().items())
+        config = json.dumps(self.config, sort_keys=True)
+        key = (config, tuple((k, t.data_ptr(), t._version) for k, t in state))
+        cached = self.__dict__.get("_fingerprint")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        h = hashlib.sha256(config.encode())
+        for name, tensor in state:
+            h.update(name.encode())
             h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        self.__dict__["_fingerprint"] = (key, h.hexdigest())
         return h.hexdigest()
 
     def save(self, path: str | os.PathLike) -> None:
