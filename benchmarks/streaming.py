@@ -52,12 +52,15 @@ def compare(config: dict, length: int, frames: list, repeat: int) -> dict[str, f
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--repeat", type=int, default=15, help="timed steps of each kind")
+    p.add_argument("--only", choices=list(MODELS), nargs="+", default=list(MODELS),
+                   help="models to measure (default: all)")
     args = p.parse_args()
     setup(args.threads)
     frames = nordland_frames("summer", 64)
     print(f"{'model':28s} {'L':>3s} {'stream ms':>10s} {'recompute ms':>13s} "
           f"{'ratio':>7s} {'target 1.3/L':>13s}")
-    for name, config in MODELS.items():
+    for name in args.only:
+        config = MODELS[name]
         for length in (5, 10):
             ms = compare(config, length, frames, args.repeat)
             ratio = ms["stream"] / ms["recompute"]

@@ -89,3 +89,19 @@ def test_folded_batch_norm_gives_the_same_features_and_follows_weight_changes():
     with torch.inference_mode():
         torch.testing.assert_close(enc(x), changed, atol=1e-5, rtol=1e-4)
     assert not any("fold" in k for k in enc.state_dict())
+
+
+@pytest.mark.parametrize("kernel,stride", [(3, 1), (3, 2), (5, 1), (5, 2)])
+def test_same_padding_matches_tensorflow_on_odd_and_even_sizes(kernel, stride):
+    conv = lite.SameConv2d(4, 4, kernel, stride=stride, groups=4, bias=False)
+    for h, w in [(8, 8), (7, 8), (9, 13), (16, 15), (1, 1), (2, 3)]:
+        x = torch.randn(2, 4, h, w)
+        # TF "SAME": output ceil(size / stride), the extra padding goes after.
+        pads = []
+        for size in (w, h):
+            total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+            pads += [total // 2, total - total // 2]
+        expected = torch.nn.functional.conv2d(torch.nn.functional.pad(x, pads), conv.weight,
+                                              stride=stride, groups=4)
+        assert conv(x).shape[-2:] == (-(-h // stride), -(-w // stride))
+        torch.testing.assert_close(conv(x), expected, rtol=0, atol=0)

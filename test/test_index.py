@@ -181,3 +181,34 @@ def test_build_map_index_option(nordland, tmp_path, capsys, kind, expected):
     assert f"index: {expected}" in capsys.readouterr().out
     loaded = PlaceMap.load(out)
     assert loaded.index_spec.startswith(expected) and len(loaded) > 0
+
+
+def test_searches_go_to_the_gpu_copy_when_faiss_has_a_gpu(monkeypatch):
+    """faiss-cpu has no GPU: stand in for index_cpu_to_all_gpus with a clone and
+    check the wiring (searched through the copy, kept in sync on add, ID-filtered
+    and HNSW searches on the CPU, dropped when training moves the entries)."""
+    copies = []
+
+    def to_all_gpus(index):
+        copies.append(faiss.clone_index(index))
+        return copies[-1]
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", to_all_gpus, raising=False)
+    xb = _data()
+    m = PlaceMap(DIM, model={"name": "test"}, index_spec="IVF16,Flat")
+    m.add(xb[:1000], _keyframes(1000))
+    m.search(xb[:3], 1)
+    assert len(copies) == 1 and copies[0].ntotal == 1000  # the staging index, copied
+    m.add(xb[1000:1100], _keyframes(100))
+    assert copies[0].ntotal == 1100  # kept in sync
+    m.train()
+    _, ids = m.search(xb[1050:1060], 1)
+    assert len(copies) == 2 and copies[1].ntotal == 1100  # a fresh copy of the trained index
+    assert (ids[:, 0] == np.arange(1050, 1060)).all()
+    _, ids = m.search(xb[1050:1060], 1, max_id=500)  # selectors stay on the CPU
+    assert (ids < 500).all() and len(copies) == 2
+
+    hnsw = _map("HNSW32", xb[:500])
+    hnsw.search(xb[:3], 1)
+    assert len(copies) == 2  # no GPU HNSW: searched on the CPU

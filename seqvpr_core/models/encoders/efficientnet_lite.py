@@ -74,15 +74,21 @@ class Conv2d(nn.Conv2d):
 
 
 class SameConv2d(Conv2d):
-    """Conv2d with TensorFlow "SAME" padding (asymmetric for even inputs)."""
+    """Conv2d with TensorFlow "SAME" padding (asymmetric for even inputs).
+
+    Symmetric cases (every stride-1 layer) pad inside the convolution; only the
+    asymmetric ones pay for a padded copy of the input."""
 
     def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
         pads = []
-        for size, k, s in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1],
-                              strict=True):
+        for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride, strict=True):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return F.conv2d(F.pad(x, pads), weight, bias, self.stride, 0, 1, self.groups)
+            pads.append((total // 2, total - total // 2))
+        if all(lo == hi for lo, hi in pads):
+            return F.conv2d(x, weight, bias, self.stride, [lo for lo, _ in pads], 1, self.groups)
+        (top, bottom), (left, right) = pads
+        return F.conv2d(F.pad(x, [left, right, top, bottom]), weight, bias, self.stride, 0, 1,
+                        self.groups)
 
 
 Folded = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]
@@ -123,8 +129,8 @@ class MBConv(nn.Module):
     def forward(self, x: torch.Tensor, folded: Folded | None = None) -> torch.Tensor:
         y = x
         if self.expand != 1:
-            y = F.relu6(conv_bn(y, self._expand_conv, self._bn0, folded))
-        y = F.relu6(conv_bn(y, self._depthwise_conv, self._bn1, folded))
+            y = F.relu6(conv_bn(y, self._expand_conv, self._bn0, folded), inplace=True)
+        y = F.relu6(conv_bn(y, self._depthwise_conv, self._bn1, folded), inplace=True)
         y = conv_bn(y, self._project_conv, self._bn2, folded)
         return x + y if self.residual else y
 
@@ -160,12 +166,12 @@ class EfficientNetLite(nn.Module):
     def forward_stage(self, x: torch.Tensor, stage: int) -> torch.Tensor:
         """Feature map after ``stage`` (1..7 block stages, 8 = conv head)."""
         folded = self._inference_weights()
-        x = F.relu6(conv_bn(x, self._conv_stem, self._bn0, folded))
+        x = F.relu6(conv_bn(x, self._conv_stem, self._bn0, folded), inplace=True)
         n_blocks = self.stage_ends[min(stage, len(B0_STAGES)) - 1]
         for block in self._blocks[:n_blocks]:
             x = block(x, folded)
         if stage == HEAD_STAGE:
-            x = F.relu6(conv_bn(x, self._conv_head, self._bn1, folded))
+            x = F.relu6(conv_bn(x, self._conv_head, self._bn1, folded), inplace=True)
         return x
 
     def _inference_weights(self) -> Folded | None:
