@@ -44,12 +44,16 @@ class FrameQueue(Generic[T]):
             self._cond.notify()
             return not dropped
 
-    def get(self, timeout: float | None = None) -> T | None:
-        """The oldest waiting item, or None on timeout or after :meth:`close`."""
+    def get_batch(self, timeout: float | None = None) -> list[T]:
+        """Every waiting item, oldest first (at most ``capacity``): a worker that
+        fell behind catches up with one batched encoder pass. Empty on timeout
+        or after :meth:`close`."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._items or self._closed, timeout):
-                return None
-            return self._items.popleft() if self._items else None
+                return []
+            items = list(self._items)
+            self._items.clear()
+            return items
 
     def clear(self) -> None:
         with self._cond:

@@ -3,9 +3,10 @@
 configure: validate parameters, load model and map, create publishers.
 activate: subscribe (sensor-data QoS) and start the worker thread.
 The subscription callback only enqueues into a bounded queue (drop oldest);
-the worker converts, applies keyframe spacing, steps the localizer and
-publishes (reliable QoS). Every decision lives in seqvpr_core or in the
-rclpy-free modules params / outputs / session of this package.
+the worker takes every waiting frame, applies keyframe spacing, decodes and
+encodes them in one batch, steps the localizer and publishes (reliable QoS).
+Every decision lives in seqvpr_core or in the rclpy-free modules params /
+outputs / session of this package.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from seqvpr_core.data import ImageEncodingError
 from seqvpr_core.data.poses import yaw_degrees
-from seqvpr_core.data.rosbag import message_to_rgb, stamp_name
+from seqvpr_core.data.rosbag import message_to_rgb
 from seqvpr_ros.msg import LoopClosure, PlaceMatch, PlaceMatchArray, SequenceDescriptor
 
 from .frame_queue import FrameQueue
@@ -44,7 +45,7 @@ from .outputs import (
     window_fields,
 )
 from .params import PARAMS, NodeSettings, check_value, subscription_topic
-from .session import Session, open_session
+from .session import ReceivedFrame, Session, open_session
 
 try:  # optional: handles encodings our converter does not (bayer, yuv422, ...)
     from cv_bridge import CvBridge
@@ -205,15 +206,16 @@ class SeqvprLocalizer(LifecycleNode):
     def _work(self) -> None:
         queue = self._queue
         while True:
-            item = queue.get(timeout=0.5)
-            if item is None:
+            items = queue.get_batch(timeout=0.5)
+            if not items:
                 if queue.closed:
                     return
                 continue
             try:
-                self._process(*item)
-            except Exception as exc:  # noqa: BLE001  (one bad frame must not stop the node)
-                self.get_logger().error(f"frame skipped: {exc}", throttle_duration_sec=5.0)
+                self._process(items)
+            except Exception as exc:  # noqa: BLE001  (a bad batch must not stop the node)
+                self.get_logger().error(f"{len(items)} frames skipped: {exc}",
+                                        throttle_duration_sec=5.0)
 
     def _to_rgb(self, msg):
         compressed = isinstance(msg, CompressedImage)
@@ -227,24 +229,27 @@ class SeqvprLocalizer(LifecycleNode):
                 return self._bridge.compressed_imgmsg_to_cv2(msg, desired_encoding="rgb8")
             return self._bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8")
 
-    def _process(self, image, odom: Odometry | None) -> None:
-        stamp_ns = _ns(image.header.stamp)
+    def _received(self, image, odom: Odometry | None) -> ReceivedFrame:
         pose = None
         if odom is not None:
             p = odom.pose.pose
             q = p.orientation
             pose = (p.position.x, p.position.y, yaw_degrees(q.x, q.y, q.z, q.w))
+        return ReceivedFrame(_ns(image.header.stamp), pose, image.header.frame_id,
+                             lambda: self._to_rgb(image))
+
+    def _process(self, items: list) -> None:
+        """Everything that queued up since the last call, encoded in one batch."""
         session = self._session
-        if not session.spacing.accept(stamp_ns, pose):
-            return
-        frame = self._to_rgb(image)
         with self._lock:
-            result = session.localizer.step(frame, stamp_ns, pose, name=stamp_name(stamp_ns),
-                                            source=image.header.frame_id)
-        self._diag.frame()
-        if result is not None:
-            self._publish(result, image.header.frame_id, session)
-            self._diag.window(stamp_ns, self.get_clock().now().nanoseconds)
+            done = session.process([self._received(*item) for item in items])
+        for error in done.errors:
+            self.get_logger().error(error, throttle_duration_sec=5.0)
+        for _ in range(done.frames):
+            self._diag.frame()
+        for result in done.results:
+            self._publish(result, result.last.source, session)
+            self._diag.window(result.last.stamp_ns, self.get_clock().now().nanoseconds)
 
     # --- outputs ----------------------------------------------------------------------
 

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from seqvpr_core.data import KeyframeSpacing, SpacingFilter
+from seqvpr_core.data.poses import Pose
+from seqvpr_core.data.rosbag import stamp_name
 from seqvpr_core.maps import PlaceMap
 from seqvpr_core.models import SequenceModel, build_model
-from seqvpr_core.stream import GateConfig, LocalizerConfig, StreamingLocalizer, WindowConfig
+from seqvpr_core.stream import (
+    GateConfig,
+    LocalizerConfig,
+    StreamingLocalizer,
+    WindowConfig,
+    WindowResult,
+)
 
 from .params import NodeSettings
 
@@ -25,6 +37,45 @@ class Session:
     @property
     def map(self) -> PlaceMap:
         return self.localizer.map
+
+    def process(self, frames: Sequence[ReceivedFrame]) -> Processed:
+        """Frames that waited in the queue, in arrival order: keyframe spacing
+        first (no decoding of frames it drops), then one encoder pass for all,
+        so a worker that fell behind catches up at batch throughput."""
+        kept, errors = [], []
+        for f in frames:
+            if not self.spacing.accept(f.stamp_ns, f.pose):
+                continue
+            try:
+                kept.append((f, f.decode()))
+            except Exception as exc:  # noqa: BLE001  (a bad frame is skipped, not fatal)
+                errors.append(f"frame at {stamp_name(f.stamp_ns)} skipped: {exc}")
+        results = []
+        for source, run in itertools.groupby(kept, key=lambda k: k[0].source):
+            run = list(run)
+            results += self.localizer.feed(
+                [rgb for _, rgb in run], [f.stamp_ns for f, _ in run],
+                [f.pose for f, _ in run], [stamp_name(f.stamp_ns) for f, _ in run],
+                source=source)
+        return Processed(results, len(kept), errors)
+
+
+@dataclass(frozen=True)
+class ReceivedFrame:
+    """A frame as it waits in the node's queue: spacing needs only the stamp and
+    pose, so decoding waits until the frame is kept."""
+
+    stamp_ns: int
+    pose: Pose | None
+    source: str  # the image's frame_id
+    decode: Callable[[], np.ndarray]  # -> uint8 RGB [H, W, 3]
+
+
+@dataclass
+class Processed:
+    results: list[WindowResult]
+    frames: int  # frames that went into the localizer
+    errors: list[str]  # one line per frame that could not be decoded
 
 
 def _window(s: NodeSettings, recorded: dict) -> WindowConfig:

@@ -7,12 +7,14 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # seqvpr_ros is installed by colcon, not by pip
 
+from seqvpr_core.data import ImageEncodingError  # noqa: E402
 from seqvpr_ros.frame_queue import FrameQueue  # noqa: E402
 from seqvpr_ros.outputs import (  # noqa: E402
     Diagnostics,
@@ -29,7 +31,7 @@ from seqvpr_ros.params import (  # noqa: E402
     subscription_topic,
     validate,
 )
-from seqvpr_ros.session import open_session  # noqa: E402
+from seqvpr_ros.session import ReceivedFrame, open_session  # noqa: E402
 
 NORDLAND = ROOT.parent / "shared" / "data" / "nordland64" / "summer"
 
@@ -72,7 +74,8 @@ def test_queue_drops_oldest_and_counts():
     q = FrameQueue(3)
     assert [q.put(i) for i in range(5)] == [True, True, True, False, False]
     assert (q.received, q.dropped, len(q)) == (5, 2, 3)
-    assert [q.get(0), q.get(0), q.get(0), q.get(0.01)] == [2, 3, 4, None]
+    assert q.get_batch(0) == [2, 3, 4]  # everything waiting, oldest first
+    assert q.get_batch(0.01) == [] and len(q) == 0
 
 
 def test_queue_under_overload_stays_bounded_and_close_wakes_the_worker():
@@ -82,8 +85,9 @@ def test_queue_under_overload_stays_bounded_and_close_wakes_the_worker():
 
     def worker():
         started.set()
-        while (item := q.get(timeout=2.0)) is not None:
-            got.append(item)
+        while items := q.get_batch(timeout=2.0):
+            assert len(items) <= 4
+            got.extend(items)
             threading.Event().wait(0.001)  # slower than the producer
 
     t = threading.Thread(target=worker)
@@ -141,14 +145,9 @@ def test_slam_session_closes_the_loop_and_feeds_lio_sam(frames, tmp_path):
     q = FrameQueue(settings.queue_size)
     route = frames[:12] * 2
     for i, frame in enumerate(route):
-        q.put((frame, 1_000_000_000 + i * 200_000_000, (float(i % 12), 0.0, 0.0)))
-    results = []
-    while (item := q.get(0)) is not None:
-        frame, stamp, pose = item
-        if session.spacing.accept(stamp, pose):
-            r = session.localizer.step(frame, stamp, pose)
-            if r is not None:
-                results.append(r)
+        q.put(ReceivedFrame(1_000_000_000 + i * 200_000_000, (float(i % 12), 0.0, 0.0),
+                            "camera", lambda frame=frame: frame))
+    results = session.process(q.get_batch(0)).results
     closures = [r for r in results if r.loop_closure is not None]
     assert closures and all(r.last.index >= 12 + 3 for r in closures)
     first = closures[0]
@@ -165,6 +164,35 @@ def test_slam_session_closes_the_loop_and_feeds_lio_sam(frames, tmp_path):
     assert session.model_id.startswith("pixels+cat:")
     saved = session.map.save(tmp_path / "grown")
     assert saved.is_dir() and len(session.map) == len(results)
+
+
+def test_queued_frames_are_encoded_in_one_pass_like_one_by_one(frames):
+    """A worker that fell behind: the frames waiting are spaced, decoded and
+    encoded in one batch, with the results of stepping them one at a time; a frame
+    that cannot be decoded is skipped and reported, the rest go on."""
+    settings = NodeSettings.from_values({
+        "mode": "slam", "model": "pixels+cat", "window_max": 3, "device": "cpu",
+        "keyframe_min_interval": 0.15})
+
+    def bad():
+        raise ImageEncodingError("unsupported encoding 'bayer_rggb8'")
+
+    received = [ReceivedFrame(i * 100_000_000, None, "cam", lambda f=f: f)
+                for i, f in enumerate(frames[:12])]
+    received[6] = ReceivedFrame(received[6].stamp_ns, None, "cam", bad)
+    batched = open_session(settings)
+    calls = []
+    encode = batched.localizer.model.encode_frames
+    batched.localizer.model.encode_frames = lambda fs: calls.append(len(fs)) or encode(fs)
+    done = batched.process(received)
+    assert calls == [5]  # 12 frames 0.1 s apart, every other one kept, one undecodable
+    assert done.frames == 5 and len(done.errors) == 1 and "bayer_rggb8" in done.errors[0]
+    one_by_one = open_session(settings)
+    single = [r for f in received for r in one_by_one.process([f]).results]
+    assert [r.last.index for r in done.results] == [r.last.index for r in single] == [2, 3, 4]
+    for a, b in zip(done.results, single, strict=True):
+        np.testing.assert_allclose(a.descriptor, b.descriptor, atol=1e-6)
+        assert a.last.source == "cam" and a.last.stamp_ns == b.last.stamp_ns
 
 
 def test_messages_declare_every_field_the_node_sets():
