@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-Pose = tuple[float, float, float]  # x (m), y (m), heading (degrees)
+Pose = tuple[float, float, float]  # x (m), y (m), heading (degrees); nan when unknown
 
 
 def yaw_degrees(qx: float, qy: float, qz: float, qw: float) -> float:

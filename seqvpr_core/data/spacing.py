@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-Pose = tuple[float, float, float]
+from .poses import Pose
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..data.poses import Pose
 from ..maps import Keyframe, Match, PlaceMap
 from ..models import SequenceModel
 from .gate import GateConfig, LoopClosure, LoopClosureGate
@@ -32,7 +33,6 @@ LOG = logging.getLogger(__name__)
 
 MODES = ("mapping", "localize", "slam")
 
-Pose = tuple[float, float, float]  # x (m), y (m), heading (degrees); nan when unknown
 
 
 @dataclass(frozen=True)
