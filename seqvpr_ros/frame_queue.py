@@ -44,16 +44,14 @@ class FrameQueue(Generic[T]):
             self._cond.notify()
             return not dropped
 
-    def get_batch(self, timeout: float | None = None) -> list[T]:
-        """Every waiting item, oldest first (at most ``capacity``): a worker that
-        fell behind catches up with one batched encoder pass. Empty on timeout
-        or after :meth:`close`."""
+    def get_batch(self, limit: int, timeout: float | None = None) -> list[T]:
+        """Up to ``limit`` waiting items, oldest first: a worker that fell behind
+        catches up with one batched encoder pass. Empty on timeout or after
+        :meth:`close`."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._items or self._closed, timeout):
                 return []
-            items = list(self._items)
-            self._items.clear()
-            return items
+            return [self._items.popleft() for _ in range(min(limit, len(self._items)))]
 
     def clear(self) -> None:
         with self._cond:

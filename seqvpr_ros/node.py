@@ -206,7 +206,7 @@ class SeqvprLocalizer(LifecycleNode):
     def _work(self) -> None:
         queue = self._queue
         while True:
-            items = queue.get_batch(timeout=0.5)
+            items = queue.get_batch(self.s.max_batch, timeout=0.5)
             if not items:
                 if queue.closed:
                     return

@@ -52,6 +52,8 @@ PARAMS: tuple[Param, ...] = (
                                       "matches may be apart and still agree."),
     Param("queue_size", 8, "Frames waiting for the model; when full the oldest is dropped "
                            "and counted."),
+    Param("max_batch", 8, "Most waiting frames encoded in one pass; 1: one at a time (faster "
+                          "on a CPU with large inputs, see benchmarks/streaming.py)."),
     Param("publish_descriptors", True, "Publish ~/descriptors (SequenceDescriptor)."),
     Param("publish_lio_sam", False, "slam: publish [t_cur, t_prev] on "
                                     "lio_loop/loop_closure_detection for LIO-SAM."),
@@ -89,8 +91,8 @@ class NodeSettings:
 
 _AT_LEAST = {"window_min": 0, "window_max": 0, "window_stride": 0,
              "loop_exclusion_keyframes": 0, "consistency_tolerance": 0, "top_k": 1,
-             "consistency": 1, "queue_size": 1, "sync_slop": 0.0, "keyframe_min_distance": 0.0,
-             "keyframe_min_interval": 0.0, "loop_exclusion": 0.0}
+             "consistency": 1, "queue_size": 1, "max_batch": 1, "sync_slop": 0.0,
+             "keyframe_min_distance": 0.0, "keyframe_min_interval": 0.0, "loop_exclusion": 0.0}
 _CHOICES = {"mode": MODES, "device": DEVICES}
 
 

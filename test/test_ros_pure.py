@@ -74,8 +74,9 @@ def test_queue_drops_oldest_and_counts():
     q = FrameQueue(3)
     assert [q.put(i) for i in range(5)] == [True, True, True, False, False]
     assert (q.received, q.dropped, len(q)) == (5, 2, 3)
-    assert q.get_batch(0) == [2, 3, 4]  # everything waiting, oldest first
-    assert q.get_batch(0.01) == [] and len(q) == 0
+    assert q.get_batch(2, 0) == [2, 3]  # oldest first, at most the limit
+    assert q.get_batch(8, 0) == [4]
+    assert q.get_batch(8, 0.01) == [] and len(q) == 0
 
 
 def test_queue_under_overload_stays_bounded_and_close_wakes_the_worker():
@@ -85,7 +86,7 @@ def test_queue_under_overload_stays_bounded_and_close_wakes_the_worker():
 
     def worker():
         started.set()
-        while items := q.get_batch(timeout=2.0):
+        while items := q.get_batch(8, timeout=2.0):
             assert len(items) <= 4
             got.extend(items)
             threading.Event().wait(0.001)  # slower than the producer
@@ -147,7 +148,7 @@ def test_slam_session_closes_the_loop_and_feeds_lio_sam(frames, tmp_path):
     for i, frame in enumerate(route):
         q.put(ReceivedFrame(1_000_000_000 + i * 200_000_000, (float(i % 12), 0.0, 0.0),
                             "camera", lambda frame=frame: frame))
-    results = session.process(q.get_batch(0)).results
+    results = session.process(q.get_batch(len(route), 0)).results
     closures = [r for r in results if r.loop_closure is not None]
     assert closures and all(r.last.index >= 12 + 3 for r in closures)
     first = closures[0]

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -25,13 +26,21 @@ class Preprocess:
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [B, H0, W0, 3] on any device -> float [B, 3, H, W] normalised."""
-        x = frames.permute(0, 3, 1, 2).float().div_(255.0)
-        if tuple(x.shape[-2:]) != tuple(self.size):
+        x = frames.permute(0, 3, 1, 2).float()
+        if tuple(x.shape[-2:]) != tuple(self.size):  # linear: resizing first is the same
             x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True,
                               align_corners=False)
-        mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
-        std = x.new_tensor(self.std).view(1, 3, 1, 1)
-        return (x - mean) / std
+        scale, shift = _normaliser(self.mean, self.std, x.device)
+        return torch.addcmul(shift, x, scale)  # (x / 255 - mean) / std in one pass
+
+
+@functools.cache
+def _normaliser(mean: tuple[float, ...], std: tuple[float, ...],
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel scale and shift, made once per device (no copy to it per frame)."""
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return 1.0 / (255.0 * s), -m / s
 
 
 class FrameEncoder(nn.Module):
