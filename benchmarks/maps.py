@@ -1,4 +1,4 @@
-"""Map search at city scale: HNSW and IVF-PQ against exact search, side by side.
+"""Map search at city scale: HNSW, IVF-Flat and IVF-PQ against exact search, side by side.
 
     python benchmarks/maps.py [--sizes 100000 1000000] [--queries 2391] [--threads 1]
 
@@ -106,7 +106,8 @@ def main() -> None:
     p.add_argument("--timed", type=int, default=200, help="queries timed one at a time")
     p.add_argument("--specs", nargs="+", default=None, metavar="FACTORY",
                    help="FAISS factory strings to compare with exact search (default: what "
-                        "hnsw and ivf-pq pick for each size, and ivf-pq with SQ8 re-ranking)")
+                        "hnsw, ivf-flat and ivf-pq pick for each size, and ivf-pq with SQ8 "
+                        "re-ranking)")
     p.add_argument("--nprobe", type=int, nargs="+", default=None,
                    help="IVF lists probed, each measured on the same built index")
     args = p.parse_args()
@@ -126,7 +127,7 @@ def main() -> None:
     for n in args.sizes:
         xb = noisy_map(base, n)
         exact_ids = None
-        specs = args.specs or [index_spec(kind, DIM, n) for kind in ("hnsw", "ivf-pq")]
+        specs = args.specs or [index_spec(kind, DIM, n) for kind in ("hnsw", "ivf-flat", "ivf-pq")]
         if not args.specs:
             specs.append(specs[-1] + ",Refine(SQ8)")  # re-rank with 8-bit scalar codes
         for spec in ["Flat", *specs]:

@@ -47,6 +47,7 @@ def main() -> None:
     place_map = PlaceMap(model.descriptor_dim, model={"fingerprint": model.fingerprint()},
                          index_spec=spec)
     place_map.add(xb, [Keyframe(0, 0, LENGTH, 0, LENGTH - 1)] * len(xb))
+    place_map.train()  # as `seqvpr build-map` leaves it (trained when saved)
     loc = StreamingLocalizer(model, place_map,
                              LocalizerConfig("localize", WindowConfig.fixed(LENGTH)))
     frames = nordland_frames("winter", 64)

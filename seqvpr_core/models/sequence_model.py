@@ -100,14 +100,26 @@ class SequenceModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.buffers(), next(self.parameters(), torch.empty(0))).device
+        return self._placement()[0]
 
     @property
     def dtype(self) -> torch.dtype:
-        for t in self.parameters():
-            if t.is_floating_point():
-                return t.dtype
-        return torch.float32
+        return self._placement()[1]
+
+    def _placement(self) -> tuple[torch.device, torch.dtype]:
+        """Where the weights live and their float type, asked for every frame: kept
+        until ``.to()``/``.half()``/``.cuda()`` (all go through ``_apply``)."""
+        cached = self.__dict__.get("_placement_cache")
+        if cached is None:
+            tensors = [*self.parameters(), *self.buffers()]
+            device = tensors[0].device if tensors else torch.device("cpu")
+            dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+            cached = self.__dict__["_placement_cache"] = (device, dtype)
+        return cached
+
+    def _apply(self, fn, *args, **kwargs):
+        self.__dict__.pop("_placement_cache", None)
+        return super()._apply(fn, *args, **kwargs)
 
     def preprocess(self, frames: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> torch.Tensor:
         """uint8 RGB [B, H, W, 3] (or a list of HxWx3) -> encoder input on the model's device."""
