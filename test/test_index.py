@@ -212,3 +212,19 @@ def test_searches_go_to_the_gpu_copy_when_faiss_has_a_gpu(monkeypatch):
     hnsw = _map("HNSW32", xb[:500])
     hnsw.search(xb[:3], 1)
     assert len(copies) == 2  # no GPU HNSW: searched on the CPU
+
+
+def test_uneven_inverted_lists_are_reported(caplog):
+    """Most entries in one tight cone (revisits of one place, uncentred features):
+    k-means piles them into a few lists and the map says so with the fix."""
+    rng = np.random.default_rng(1)
+    spread = _data(300)
+    crowd = spread[0] + 0.001 * rng.standard_normal((1700, DIM)).astype(np.float32)
+    crowd /= np.linalg.norm(crowd, axis=1, keepdims=True)
+    with caplog.at_level("WARNING", logger="seqvpr_core.maps.place_map"):
+        _map("IVF16,Flat", np.concatenate([spread, crowd]))
+    assert "uneven" in caplog.text and "--pca" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="seqvpr_core.maps.place_map"):
+        _map("IVF16,Flat", _data())
+    assert "uneven" not in caplog.text

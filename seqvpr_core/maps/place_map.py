@@ -176,6 +176,12 @@ class PlaceMap:
         indexes.drop_training_state(self.index)
         self.index.add(xb)
         self._staging, self._gpu = None, None
+        imbalance = indexes.list_imbalance(self.index)
+        if imbalance is not None and imbalance > indexes.IMBALANCE_WARN:
+            LOG.warning("inverted lists of %s are %.1fx uneven: searches scan a few huge "
+                        "lists and run slower than they should; centre the descriptors "
+                        "with PCA in front (build-map --pca DIM) or use an hnsw index",
+                        self.index_spec, imbalance)
 
     def matches(self, descriptor: np.ndarray, k: int, max_id: int | None = None) -> list[Match]:
         """Top-k matches of one descriptor as :class:`Match` objects, best first."""
