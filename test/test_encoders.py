@@ -105,3 +105,19 @@ def test_same_padding_matches_tensorflow_on_odd_and_even_sizes(kernel, stride):
                                               stride=stride, groups=4)
         assert conv(x).shape[-2:] == (-(-h // stride), -(-w // stride))
         torch.testing.assert_close(conv(x), expected, rtol=0, atol=0)
+
+
+def test_preprocess_resizes_uint8_like_float_within_a_grey_level():
+    """The CPU resizes uint8 frames (fast kernel); the result must be the float
+    resize up to rounding, for downsampling (antialiased) and upsampling."""
+    from seqvpr_core.models.base import Preprocess
+
+    frame = torch.from_numpy(read_image(REPO / "test" / "assets" / "chelsea.jpg"))[None]
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    for size in [(224, 224), (37, 61), (2 * frame.shape[1], frame.shape[2])]:
+        x = frame.permute(0, 3, 1, 2).float()
+        ref = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True)
+        ref = (ref / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+        out = Preprocess(size, mean, std)(frame)
+        assert out.shape == (1, 3, *size) and out.dtype == torch.float32
+        torch.testing.assert_close(out, ref, rtol=0, atol=1.0 / 255 / min(std))
