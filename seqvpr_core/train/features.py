@@ -1,7 +1,8 @@
 """Frozen-encoder feature cache: every frame encoded once, stored as a memory-mapped .npy.
 
-The cache key hashes the encoder's config and weights and the frame files
-(name, size, mtime), so a changed image or encoder never reuses stale features.
+The cache key hashes the seqvpr version (preprocessing and encoder code), the
+encoder's config and weights and the frame files (name, size, mtime), so a
+changed image, encoder or release never reuses stale features.
 Files are written under a temporary name and renamed, so a killed run leaves
 no half-written cache behind; later runs (and every DDP rank) map it read-only.
 """
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .. import __version__
 from ..atomic import atomic_path
 from ..data import Traversal
 from ..models import SequenceModel
@@ -26,8 +28,8 @@ LOG = logging.getLogger(__name__)
 
 
 def encoder_key(model: SequenceModel) -> str:
-    h = hashlib.sha256(json.dumps(model.config["encoder"], sort_keys=True,
-                                  default=str).encode())
+    h = hashlib.sha256(__version__.encode())
+    h.update(json.dumps(model.config["encoder"], sort_keys=True, default=str).encode())
     for key, tensor in sorted(model.encoder.state_dict().items()):
         h.update(key.encode())
         h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
