@@ -3,8 +3,9 @@
 configure: validate parameters, load model and map, create publishers.
 activate: subscribe (sensor-data QoS) and start the worker thread.
 The subscription callback only enqueues into a bounded queue (drop oldest);
-the worker takes every waiting frame, applies keyframe spacing, decodes and
-encodes them in one batch, steps the localizer and publishes (reliable QoS).
+the worker takes up to ``max_batch`` waiting frames, applies keyframe spacing,
+decodes and encodes them in one batch, steps the localizer and publishes
+(reliable QoS).
 Every decision lives in seqvpr_core or in the rclpy-free modules params /
 outputs / session of this package.
 """
@@ -239,7 +240,7 @@ class SeqvprLocalizer(LifecycleNode):
                              lambda: self._to_rgb(image))
 
     def _process(self, items: list) -> None:
-        """Everything that queued up since the last call, encoded in one batch."""
+        """The frames that queued up since the last call, encoded in one batch."""
         session = self._session
         with self._lock:
             done = session.process([self._received(*item) for item in items])

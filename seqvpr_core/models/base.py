@@ -26,7 +26,7 @@ class Preprocess:
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [B, H0, W0, 3] on any device -> float [B, 3, H, W] normalised."""
-        x = frames.permute(0, 3, 1, 2)  # channels-last in memory, as every kernel here likes
+        x = frames.permute(0, 3, 1, 2)  # NHWC in memory: what the fast kernels below want
         if tuple(x.shape[-2:]) != tuple(self.size):
             # The CPU resizes uint8 images directly, as torchvision and PIL do (a 640x480
             # frame to 224x224 in 0.4 ms instead of 3.6 in float); accelerators resize

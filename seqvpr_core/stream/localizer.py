@@ -34,7 +34,6 @@ LOG = logging.getLogger(__name__)
 MODES = ("mapping", "localize", "slam")
 
 
-
 @dataclass(frozen=True)
 class WindowConfig:
     """Windows of ``min_len..max_len`` frames, one every ``stride`` new frames.
