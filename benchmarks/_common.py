@@ -27,14 +27,28 @@ LITE0 = {"name": "efficientnet_lite0", "stage": 5, "pool_grid": (2, 4), "image_s
 LITE0_SEQGEM = {"encoder": LITE0, "aggregator": "seqgem"}
 
 
-def parser(doc: str | None) -> argparse.ArgumentParser:
+def parser(doc: str | None, device: bool = False) -> argparse.ArgumentParser:
+    """Common options; ``device`` adds --device/--half for scripts that time a model."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--threads", type=int, default=1,
                    help="torch and FAISS threads (1 gives steady numbers on a shared CPU)")
+    if device:
+        p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                       help="where the model runs (auto: CUDA when present); absolute times "
+                            "mean something only on a GPU, ratios anywhere")
+        p.add_argument("--half", action="store_true", help="float16 model (CUDA only)")
     return p
 
 
-def setup(threads: int) -> None:
+def sync(device) -> None:
+    """Wait for queued GPU work, so a timer measures the work and not its launch."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def setup(threads: int, device: str | None = None) -> None:
     """Pin threads and print what the numbers were measured under."""
     import faiss
     import torch
@@ -43,6 +57,12 @@ def setup(threads: int) -> None:
     faiss.omp_set_num_threads(threads)
     print(f"threads: torch {torch.get_num_threads()}, faiss {faiss.omp_get_max_threads()}; "
           f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}")
+    if device is not None:
+        from seqvpr_core.models import resolve_device
+
+        d = resolve_device(device)
+        name = torch.cuda.get_device_name(d) if d.type == "cuda" else "CPU"
+        print(f"device: {d} ({name})")
 
 
 def report_load() -> None:
@@ -105,7 +125,7 @@ def encode_season(model, season: str, batch: int = 64) -> np.ndarray:
 
     frames = nordland_frames(season)
     out = [model.encode_frames(frames[i:i + batch]) for i in range(0, len(frames), batch)]
-    return torch.cat(out).float().numpy()
+    return torch.cat(out).float().cpu().numpy()
 
 
 def window_descriptors(model, features: np.ndarray, length: int) -> np.ndarray:

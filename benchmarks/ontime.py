@@ -27,11 +27,11 @@ LENGTH = 10
 
 
 def main() -> None:
-    p = parser(__doc__)
+    p = parser(__doc__, device=True)
     p.add_argument("--frames", type=int, default=2400, help="winter frames replayed")
     p.add_argument("--fps", type=float, nargs="+", default=[10.0, 30.0])
     args = p.parse_args()
-    setup(args.threads)
+    setup(args.threads, args.device)
     import torch
 
     from seqvpr_core.eval.evaluate import ranked_ids
@@ -40,7 +40,7 @@ def main() -> None:
     from seqvpr_core.models import build_model
     from seqvpr_core.stream import FrameInfo, LocalizerConfig, StreamingLocalizer, WindowConfig
 
-    model = build_model(LITE0_SEQGEM)
+    model = build_model(LITE0_SEQGEM, device=args.device, half=args.half)
     window = WindowConfig.fixed(LENGTH)
     feats = cached("lite0_summer", lambda: encode_season(model, "summer"))
     place_map = PlaceMap(model.descriptor_dim, model={"fingerprint": model.fingerprint()})

@@ -21,6 +21,7 @@ from _common import (
     parser,
     report_load,
     setup,
+    sync,
     window_descriptors,
 )
 
@@ -28,11 +29,11 @@ LENGTH = 10
 
 
 def main() -> None:
-    p = parser(__doc__)
+    p = parser(__doc__, device=True)
     p.add_argument("--repeat", type=int, default=30)
     p.add_argument("--entries", type=int, default=10_000)
     args = p.parse_args()
-    setup(args.threads)
+    setup(args.threads, args.device)
     from maps import noisy_map
 
     from seqvpr_core.maps import Keyframe, PlaceMap
@@ -40,7 +41,7 @@ def main() -> None:
     from seqvpr_core.models import build_model
     from seqvpr_core.stream import LocalizerConfig, StreamingLocalizer, WindowConfig
 
-    model = build_model(LITE0_SEQGEM)
+    model = build_model(LITE0_SEQGEM, device=args.device, half=args.half)
     feats = cached("lite0_summer", lambda: encode_season(model, "summer"))
     xb = noisy_map(window_descriptors(model, feats, LENGTH), args.entries)
     spec = index_spec("auto", model.descriptor_dim, args.entries)
@@ -63,6 +64,7 @@ def main() -> None:
     def bare() -> None:
         with torch.inference_mode():
             model.encode(pre[state["i"] % len(frames)])
+        sync(model.device)
 
     ms = interleaved_ms({"full": full, "bare": bare}, args.repeat)
     print(f"map: {len(place_map)} entries, {model.descriptor_dim}-d, index {spec}")

@@ -27,12 +27,13 @@ MODELS = {
 }
 
 
-def compare(config: dict, length: int, frames: list, repeat: int) -> dict[str, float]:
+def compare(config: dict, length: int, frames: list, repeat: int, device: str = "cpu",
+            half: bool = False) -> dict[str, float]:
     from seqvpr_core.maps import PlaceMap
     from seqvpr_core.models import build_model
     from seqvpr_core.stream import LocalizerConfig, StreamingLocalizer, WindowConfig
 
-    model = build_model(config)
+    model = build_model(config, device=device, half=half)
     loc = StreamingLocalizer(model, PlaceMap(model.descriptor_dim),
                              LocalizerConfig("mapping", WindowConfig.fixed(length)))
     loc.feed(frames[:length], list(range(length)))  # the ring is full: steady state
@@ -61,19 +62,19 @@ def compare(config: dict, length: int, frames: list, repeat: int) -> dict[str, f
 
 
 def main() -> None:
-    p = parser(__doc__)
+    p = parser(__doc__, device=True)
     p.add_argument("--repeat", type=int, default=15, help="timed steps of each kind")
     p.add_argument("--only", choices=list(MODELS), nargs="+", default=list(MODELS),
                    help="models to measure (default: all)")
     args = p.parse_args()
-    setup(args.threads)
+    setup(args.threads, args.device)
     frames = nordland_frames("summer", 64)
     print(f"{'model':28s} {'L':>3s} {'stream ms':>10s} {'recompute ms':>13s} "
           f"{'ratio':>7s} {'target 1.3/L':>13s} {'':6s} {'queued ms/frame':>15s}")
     for name in args.only:
         config = MODELS[name]
         for length in (5, 10):
-            ms = compare(config, length, frames, args.repeat)
+            ms = compare(config, length, frames, args.repeat, args.device, args.half)
             ratio = ms["stream"] / ms["recompute"]
             verdict = "ok" if ratio <= 1.3 / length else "MISSED"
             print(f"{name:28s} {length:3d} {ms['stream']:10.2f} {ms['recompute']:13.2f} "
