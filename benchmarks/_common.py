@@ -28,7 +28,8 @@ LITE0_SEQGEM = {"encoder": LITE0, "aggregator": "seqgem"}
 
 
 def parser(doc: str | None, device: bool = False) -> argparse.ArgumentParser:
-    """Common options; ``device`` adds --device/--half for scripts that time a model."""
+    """Common options; ``device`` adds --device/--half/--runtime for scripts that time
+    a model."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--threads", type=int, default=1,
                    help="torch and FAISS threads (1 gives steady numbers on a shared CPU)")
@@ -37,6 +38,8 @@ def parser(doc: str | None, device: bool = False) -> argparse.ArgumentParser:
                        help="where the model runs (auto: CUDA when present); absolute times "
                             "mean something only on a GPU, ratios anywhere")
         p.add_argument("--half", action="store_true", help="float16 model (CUDA only)")
+        p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"),
+                       help="encoder inference runtime (onnxruntime: CPU, EfficientNet-Lite)")
     return p
 
 

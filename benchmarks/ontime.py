@@ -40,7 +40,8 @@ def main() -> None:
     from seqvpr_core.models import build_model
     from seqvpr_core.stream import FrameInfo, LocalizerConfig, StreamingLocalizer, WindowConfig
 
-    model = build_model(LITE0_SEQGEM, device=args.device, half=args.half)
+    model = build_model(LITE0_SEQGEM, device=args.device, half=args.half,
+                        runtime=args.runtime)
     window = WindowConfig.fixed(LENGTH)
     feats = cached("lite0_summer", lambda: encode_season(model, "summer"))
     place_map = PlaceMap(model.descriptor_dim, model={"fingerprint": model.fingerprint()})

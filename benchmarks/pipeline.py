@@ -41,7 +41,8 @@ def main() -> None:
     from seqvpr_core.models import build_model
     from seqvpr_core.stream import LocalizerConfig, StreamingLocalizer, WindowConfig
 
-    model = build_model(LITE0_SEQGEM, device=args.device, half=args.half)
+    model = build_model(LITE0_SEQGEM, device=args.device, half=args.half,
+                        runtime=args.runtime)
     feats = cached("lite0_summer", lambda: encode_season(model, "summer"))
     xb = noisy_map(window_descriptors(model, feats, LENGTH), args.entries)
     spec = index_spec("auto", model.descriptor_dim, args.entries)

@@ -95,7 +95,8 @@ def open_session(s: NodeSettings) -> Session:
     spec = s.model or (place_map.model.get("config") if place_map else None)
     if not spec:
         raise ValueError(f"map {s.map_path} does not record its model; set the model parameter")
-    model: SequenceModel = build_model(spec, window=window.max_len, device=s.device, half=s.half)
+    model: SequenceModel = build_model(spec, window=window.max_len, device=s.device, half=s.half,
+                                         runtime=s.runtime)
     if place_map is None:
         place_map = PlaceMap.for_model(model, window, spec)
     config = LocalizerConfig(

@@ -61,10 +61,11 @@ def spec_config(spec: str, window: int | None = None) -> dict[str, Any]:
 
 
 def build_model(spec: str | Path | dict, window: int | None = None, device: str = "cpu",
-                half: bool = False) -> SequenceModel:
+                half: bool = False, runtime: str = "torch") -> SequenceModel:
     """A model from a checkpoint path, a YAML/JSON config file, a config dict or
     a short name such as ``efficientnet_lite0+seqgem`` (pretrained weights), in
-    eval mode on ``device`` (``auto``: CUDA when present), float16 if ``half``."""
+    eval mode on ``device`` (``auto``: CUDA when present), float16 if ``half``,
+    its encoder's inference in ``runtime`` (:mod:`.runtime`)."""
     path = None if isinstance(spec, dict) else Path(spec)
     if path is None:
         model = SequenceModel(spec)
@@ -81,6 +82,10 @@ def build_model(spec: str | Path | dict, window: int | None = None, device: str 
     torch_device = resolve_device(device)
     if half and torch_device.type != "cuda":
         raise ValueError("half precision needs a CUDA device")
+    if runtime != "torch" and (torch_device.type != "cpu" or half):
+        raise ValueError(f"runtime {runtime!r} runs float32 on the CPU; on {torch_device}"
+                         f"{' in half precision' if half else ''} use runtime 'torch'")
+    model.encoder.set_runtime(runtime)
     model = model.to(torch_device)
     return (model.half() if half else model).eval()
 

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .runtime import check_runtime
+
 
 @dataclass(frozen=True)
 class Preprocess:
@@ -66,6 +68,14 @@ class FrameEncoder(nn.Module):
         if self.grid is None:
             return (self.dim,)
         return (self.prefix_tokens + self.grid[0] * self.grid[1], self.dim)
+
+    def set_runtime(self, name: str) -> None:
+        """Run inference in ``name`` (:mod:`seqvpr_core.models.runtime`); encoders
+        that support another runtime than torch override this."""
+        check_runtime(name)
+        if name != "torch":
+            raise ValueError(f"{type(self).__name__} runs only in torch; runtime {name!r} "
+                             "is available for efficientnet_lite0/2")
 
 
 class Aggregator(nn.Module):

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..base import FrameEncoder, GeM, Preprocess, l2n
 from ..registry import register_encoder
+from ..runtime import OnnxRuntimeModule, check_runtime, tensors_key
 
 BN_EPS = 1e-3
 
@@ -162,6 +163,10 @@ class EfficientNetLite(nn.Module):
         self.stage_channels.append(1280)
         self._folded: tuple[tuple, Folded] | None = None
         self._tensors: list[torch.Tensor] | None = None  # what the folded weights depend on
+        self.stage = HEAD_STAGE  # what forward() returns; truncate() lowers it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_stage(x, self.stage)
 
     def forward_stage(self, x: torch.Tensor, stage: int) -> torch.Tensor:
         """Feature map after ``stage`` (1..7 block stages, 8 = conv head)."""
@@ -186,7 +191,7 @@ class EfficientNetLite(nn.Module):
             return None
         if self._tensors is None:
             self._tensors = [*self.parameters(), *self.buffers()]
-        key = tuple((t.data_ptr(), t._version, t.dtype) for t in self._tensors)
+        key = tensors_key(self._tensors)
         if self._folded is None or self._folded[0] != key:
             pairs = [(self._conv_stem, self._bn0)]
             pairs += [p for block in self._blocks for p in block.conv_bn_pairs()]
@@ -202,6 +207,7 @@ class EfficientNetLite(nn.Module):
     def truncate(self, stage: int) -> None:
         """Drop every layer the chosen stage does not use."""
         self._tensors = self._folded = None
+        self.stage = stage
         n_blocks = self.stage_ends[min(stage, len(B0_STAGES)) - 1]
         self._blocks = self._blocks[:n_blocks]
         del self._fc
@@ -251,12 +257,19 @@ class EfficientNetLiteEncoder(FrameEncoder):
         self.pool_grid = tuple(pool_grid)
         self.dim = self.trunk.stage_channels[stage - 1] * self.pool_grid[0] * self.pool_grid[1]
         self.trunk.truncate(stage)
+        self.runtime: OnnxRuntimeModule | None = None  # set_runtime("onnxruntime")
         self.pool = GeM(p=gem_p)
         res = variant.resolution
         self.preprocess = Preprocess(tuple(image_size) if image_size else (res, res))
 
+    def set_runtime(self, name: str) -> None:
+        """The trunk (all but the pooling) may run in ONNX Runtime for inference."""
+        check_runtime(name)
+        self.runtime = OnnxRuntimeModule(self.trunk) if name == "onnxruntime" else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fmap = self.trunk.forward_stage(x, self.stage)
+        exported = self.runtime is not None and not (self.training or torch.is_grad_enabled())
+        fmap = self.runtime(x) if exported else self.trunk(x)
         if self.pool_grid == (1, 1):
             return l2n(self.pool(fmap))
         p = self.pool.p.to(fmap.dtype)

@@ -1,0 +1,77 @@
+"""Encoder inference in ONNX Runtime: the same features and descriptors as eager
+PyTorch, the same model identity, re-exported when weights change, eager under
+autograd, and clear refusals where it does not apply."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from seqvpr_core.data import read_image
+from seqvpr_core.maps import PlaceMap
+from seqvpr_core.models import build_model
+from seqvpr_core.stream import LocalizerConfig, StreamingLocalizer, WindowConfig
+
+pytest.importorskip("onnxruntime", reason="onnxruntime comes with seqvpr[cpu]")
+
+LITE0_GRID = {"encoder": {"name": "efficientnet_lite0", "stage": 5, "pool_grid": [2, 4],
+                          "image_size": [64, 128]}, "aggregator": "seqgem"}
+
+
+def _frames(traversal, n: int) -> list[np.ndarray]:
+    return [read_image(p) for p in traversal.paths[100:100 + n]]
+
+
+@pytest.fixture(scope="module")
+def models():
+    return build_model(LITE0_GRID), build_model(LITE0_GRID, runtime="onnxruntime")
+
+
+def test_same_features_and_identity_as_eager(models, summer):
+    eager, onnx = models
+    frames = _frames(summer, 7)
+    torch.testing.assert_close(onnx.encode_frames(frames), eager.encode_frames(frames),
+                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(onnx.encode_frames(frames[:1]), eager.encode_frames(frames[:1]),
+                               rtol=0, atol=1e-5)
+    assert onnx.encoder.runtime.exports == 1  # one graph for every batch size
+    assert onnx.fingerprint() == eager.fingerprint()  # maps work with either runtime
+
+
+def test_streaming_through_onnxruntime_matches_eager(models, summer):
+    descriptors = []
+    for model in models:
+        loc = StreamingLocalizer(model, PlaceMap(model.descriptor_dim),
+                                 LocalizerConfig("mapping", WindowConfig.fixed(4)))
+        results = [r for i, f in enumerate(_frames(summer, 9)) if (r := loc.step(f, i))]
+        descriptors.append(np.stack([r.descriptor for r in results]))
+    np.testing.assert_allclose(descriptors[1], descriptors[0], atol=1e-5)
+
+
+def test_new_weights_are_exported_again_and_training_stays_eager(summer):
+    model = build_model(LITE0_GRID, runtime="onnxruntime")
+    frames = _frames(summer, 2)
+    before = model.encode_frames(frames)
+    with torch.no_grad():
+        model.encoder.trunk._conv_stem.weight.mul_(0.5)
+    after = model.encode_frames(frames)
+    assert model.encoder.runtime.exports == 2 and not torch.allclose(before, after)
+    reference = build_model(LITE0_GRID)
+    with torch.no_grad():
+        reference.encoder.trunk._conv_stem.weight.mul_(0.5)
+    torch.testing.assert_close(after, reference.encode_frames(frames), rtol=0, atol=1e-5)
+    x = model.preprocess(frames)
+    assert model.encode(x).requires_grad  # autograd: the eager trunk, gradients flow
+
+
+def test_refusals_name_the_problem(monkeypatch):
+    with pytest.raises(ValueError, match="runs only in torch"):
+        build_model("pixels+avg", runtime="onnxruntime")
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        build_model(LITE0_GRID, runtime="tensorrt")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ImportError, match="pip install onnxruntime onnx"):
+        build_model(LITE0_GRID, runtime="onnxruntime")
