@@ -59,6 +59,10 @@ def test_validation_names_each_problem():
     errors = validate({**DEFAULTS, "map_path": "m", "publish_lio_sam": True, "device": "cpu",
                        "half": True, "window_min": 9, "window_max": 5})
     assert len(errors) == 3 and any("LIO-SAM" in e for e in errors)
+    assert "one of" in check_value("runtime", "tensorrt")
+    errors = validate({**DEFAULTS, "map_path": "m", "runtime": "onnxruntime"})
+    assert errors == ["runtime onnxruntime runs on the CPU: set device cpu"]
+    assert validate({**DEFAULTS, "map_path": "m", "runtime": "onnxruntime", "device": "cpu"}) == []
     with pytest.raises(ValueError, match="invalid parameters: localize mode needs map_path"):
         NodeSettings.from_values({})
     assert NodeSettings.from_values({"map_path": "m"}).queue_size == 8
