@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -53,9 +53,12 @@ class OnnxRuntimeModule:
     keeps training or loads new weights never runs a stale graph.
     """
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, weights_key: Callable[[], tuple] | None = None) -> None:
         self._ort = _onnxruntime()
         self.module = module
+        # what tells a changed weight; the owner may keep its tensor list cached
+        self.weights_key = weights_key or (
+            lambda: tensors_key([*module.parameters(), *module.buffers()]))
         self._session: Any = None
         self._key: tuple | None = None
         self.exports = 0  # how many times the graph was (re)built
@@ -64,8 +67,7 @@ class OnnxRuntimeModule:
         if x.device.type != "cpu" or x.dtype != torch.float32:
             raise ValueError(f"runtime 'onnxruntime' runs float32 on the CPU, got {x.dtype} "
                              f"on {x.device}; use runtime 'torch' there")
-        key = (tuple(x.shape[1:]), tensors_key([*self.module.parameters(),
-                                                *self.module.buffers()]))
+        key = (tuple(x.shape[1:]), self.weights_key())
         if key != self._key:
             self._session, self._key = self._export(tuple(x.shape[1:])), key
         y = self._session.run(None, {"x": x.detach().contiguous().numpy()})[0]
