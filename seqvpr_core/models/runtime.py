@@ -53,12 +53,12 @@ class OnnxRuntimeModule:
     keeps training or loads new weights never runs a stale graph.
     """
 
-    def __init__(self, module: nn.Module, weights_key: Callable[[], tuple] | None = None) -> None:
+    def __init__(self, module: nn.Module, weights_key: Callable[[], tuple]) -> None:
+        """``weights_key()`` changes whenever the module's weights do (see
+        :func:`tensors_key`); asked on every call, so keep it cheap."""
         self._ort = _onnxruntime()
         self.module = module
-        # what tells a changed weight; the owner may keep its tensor list cached
-        self.weights_key = weights_key or (
-            lambda: tensors_key([*module.parameters(), *module.buffers()]))
+        self.weights_key = weights_key
         self._session: Any = None
         self._key: tuple | None = None
         self.exports = 0  # how many times the graph was (re)built
@@ -83,7 +83,7 @@ class OnnxRuntimeModule:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)  # the exporter's own
-            torch.onnx.export(self.module.eval(), (torch.zeros(1, *shape),), graph,
+            torch.onnx.export(self.module, (torch.zeros(1, *shape),), graph,
                               input_names=["x"], output_names=["y"],
                               dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
                               opset_version=17, dynamo=False)
