@@ -41,6 +41,20 @@ def test_same_features_and_identity_as_eager(models, summer):
     assert onnx.fingerprint() == eager.fingerprint()  # maps work with either runtime
 
 
+@pytest.mark.parametrize("pool", ["gem", "none"])
+def test_cnn_backbones_run_in_onnxruntime_too(summer, pool):
+    """ResNet/VGG trunks (JIST, CosPlace, SeqVLAD on layer-3 tokens) export the same way."""
+    config = {"encoder": {"name": "resnet18", "pretrained": False, "pool": pool,
+                          "image_size": [64, 96]}, "aggregator": "seqvlad" if pool == "none"
+              else "seqgem"}
+    eager, onnx = build_model(config), build_model(config, runtime="onnxruntime")
+    onnx.load_state_dict(eager.state_dict())
+    frames = _frames(summer, 3)
+    torch.testing.assert_close(onnx.encode_frames(frames), eager.encode_frames(frames),
+                               rtol=0, atol=1e-4)
+    assert onnx.encoder.runtime.exports == 1
+
+
 def test_streaming_through_onnxruntime_matches_eager(models, summer):
     descriptors = []
     for model in models:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .runtime import check_runtime
+from .runtime import OnnxRuntimeModule, check_runtime, tensors_key
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,39 @@ class FrameEncoder(nn.Module):
             return (self.dim,)
         return (self.prefix_tokens + self.grid[0] * self.grid[1], self.dim)
 
+    # The submodule (a convolutional trunk) that another runtime may run at
+    # inference, by attribute name; None: this encoder runs only in torch.
+    accelerated: str | None = None
+    runtime: OnnxRuntimeModule | None = None
+
     def set_runtime(self, name: str) -> None:
-        """Run inference in ``name`` (:mod:`seqvpr_core.models.runtime`); encoders
-        that support another runtime than torch override this."""
+        """Run inference in ``name`` (:mod:`seqvpr_core.models.runtime`)."""
         check_runtime(name)
-        if name != "torch":
-            raise ValueError(f"{type(self).__name__} runs only in torch; runtime {name!r} "
-                             "is available for efficientnet_lite0/2")
+        if name != "torch" and self.accelerated is None:
+            raise ValueError(f"{type(self).__name__} runs only in torch; runtime {name!r} is "
+                             "available for efficientnet_lite0/2, resnet18/50 and vgg16")
+        self.runtime = (None if name == "torch" else
+                        OnnxRuntimeModule(getattr(self, self.accelerated), self._accelerated_key))
+
+    def run_accelerated(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``accelerated`` submodule on ``x``: in the chosen runtime for
+        inference, eager whenever autograd may need it."""
+        module = getattr(self, self.accelerated)
+        if self.runtime is None or self.training or torch.is_grad_enabled():
+            return module(x)
+        return self.runtime(x)
+
+    def _accelerated_key(self) -> tuple:
+        tensors = self.__dict__.get("_accelerated_tensors")
+        if tensors is None:  # gathered once, not per frame; _apply drops them
+            module = getattr(self, self.accelerated)
+            tensors = self.__dict__["_accelerated_tensors"] = [*module.parameters(),
+                                                               *module.buffers()]
+        return tensors_key(tensors)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.__dict__.pop("_accelerated_tensors", None)  # .to(), .half(): tensors may be new
+        return super()._apply(fn, *args, **kwargs)
 
 
 class Aggregator(nn.Module):

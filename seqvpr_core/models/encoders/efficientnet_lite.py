@@ -24,7 +24,7 @@ from torch import nn
 
 from ..base import FrameEncoder, GeM, Preprocess, l2n
 from ..registry import register_encoder
-from ..runtime import OnnxRuntimeModule, check_runtime, tensors_key
+from ..runtime import tensors_key
 
 BN_EPS = 1e-3
 
@@ -246,6 +246,8 @@ class EfficientNetLiteEncoder(FrameEncoder):
     which matters for place recognition on small, low-texture frames.
     """
 
+    accelerated = "trunk"  # all but the pooling may run in ONNX Runtime
+
     def __init__(self, name: str, stage: int = 5, pretrained: bool = True,
                  image_size: tuple[int, int] | None = None, gem_p: float = 3.0,
                  pool_grid: tuple[int, int] = (1, 1)) -> None:
@@ -262,20 +264,12 @@ class EfficientNetLiteEncoder(FrameEncoder):
         self.pool_grid = tuple(pool_grid)
         self.dim = self.trunk.stage_channels[stage - 1] * self.pool_grid[0] * self.pool_grid[1]
         self.trunk.truncate(stage)
-        self.runtime: OnnxRuntimeModule | None = None  # set_runtime("onnxruntime")
         self.pool = GeM(p=gem_p)
         res = variant.resolution
         self.preprocess = Preprocess(tuple(image_size) if image_size else (res, res))
 
-    def set_runtime(self, name: str) -> None:
-        """The trunk (all but the pooling) may run in ONNX Runtime for inference."""
-        check_runtime(name)
-        self.runtime = (OnnxRuntimeModule(self.trunk, self.trunk.weights_key)
-                        if name == "onnxruntime" else None)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        exported = self.runtime is not None and not (self.training or torch.is_grad_enabled())
-        fmap = self.runtime(x) if exported else self.trunk(x)
+        fmap = self.run_accelerated(x)
         if self.pool_grid == (1, 1):
             return l2n(self.pool(fmap))
         p = self.pool.p.to(fmap.dtype)
