@@ -55,12 +55,13 @@ def _aggregator_row(name: str) -> tuple[str, int, int, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"{'encoder':<22}{'frame output':>14}{'input':>10}{'params':>14}")
+    print(f"{'encoder':<22}{'frame output':>14}{'input':>10}{'params':>14}{'runtimes':>20}")
     for name in list_encoders():
         enc = _build(create_encoder, name=name, pretrained=False)
         shape = "x".join(map(str, enc.out_shape))
         size = "x".join(map(str, enc.preprocess.size))
-        print(f"{name:<22}{shape:>14}{size:>10}{_params(enc):>14,}")
+        runtimes = "torch" if enc.accelerated is None else "torch, onnxruntime"
+        print(f"{name:<22}{shape:>14}{size:>10}{_params(enc):>14,}{runtimes:>20}")
     print(f"\n{'aggregator':<22}{'frame input':>12}{'descriptor':>12}{'params':>14}"
           f"{'any length':>13}")
     for name in list_aggregators():

@@ -78,8 +78,8 @@ class FrameEncoder(nn.Module):
         """Run inference in ``name`` (:mod:`seqvpr_core.models.runtime`)."""
         check_runtime(name)
         if name != "torch" and self.accelerated is None:
-            raise ValueError(f"{type(self).__name__} runs only in torch; runtime {name!r} is "
-                             "available for efficientnet_lite0/2, resnet18/50 and vgg16")
+            raise ValueError(f"{type(self).__name__} runs only in torch; `seqvpr models` "
+                             f"lists the encoders that also run in {name}")
         self.runtime = (None if name == "torch" else
                         OnnxRuntimeModule(getattr(self, self.accelerated), self._accelerated_key))
 
