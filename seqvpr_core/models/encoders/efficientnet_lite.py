@@ -189,7 +189,9 @@ class EfficientNetLite(nn.Module):
         (tensor versions) or moves (data pointers); never part of the state_dict."""
         if self.training or torch.is_grad_enabled():
             return None
-        key = self.weights_key()
+        if self._tensors is None:
+            self._tensors = [*self.parameters(), *self.buffers()]
+        key = tensors_key(self._tensors)
         if self._folded is None or self._folded[0] != key:
             pairs = [(self._conv_stem, self._bn0)]
             pairs += [p for block in self._blocks for p in block.conv_bn_pairs()]
@@ -197,13 +199,6 @@ class EfficientNetLite(nn.Module):
                 pairs.append((self._conv_head, self._bn1))
             self._folded = key, {conv: fold(conv, bn) for conv, bn in pairs}
         return self._folded[1]
-
-    def weights_key(self) -> tuple:
-        """Changes whenever a weight or statistic does (:func:`tensors_key`); the
-        tensor list is gathered once, not per frame."""
-        if self._tensors is None:
-            self._tensors = [*self.parameters(), *self.buffers()]
-        return tensors_key(self._tensors)
 
     def _apply(self, fn, *args, **kwargs):
         self._tensors = self._folded = None  # .to(), .half(), ...: tensors may be new
