@@ -34,7 +34,7 @@ def compare(config: dict, length: int, frames: list, repeat: int, device: str = 
     from seqvpr_core.stream import LocalizerConfig, StreamingLocalizer, WindowConfig
 
     model = build_model(config, device=device, half=half)
-    if model.encoder.accelerated is not None:  # CCT runs only in torch
+    if model.encoder.exportable:  # CCT runs only in torch
         model.encoder.set_runtime(runtime)
     loc = StreamingLocalizer(model, PlaceMap(model.descriptor_dim),
                              LocalizerConfig("mapping", WindowConfig.fixed(length)))

@@ -9,10 +9,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from seqvpr_core.data import read_image
 from seqvpr_core.maps import PlaceMap
 from seqvpr_core.models import build_model
+from seqvpr_core.models.encoders.efficientnet_lite import grid_mean
 from seqvpr_core.stream import LocalizerConfig, StreamingLocalizer, WindowConfig
 
 pytest.importorskip("onnxruntime", reason="onnxruntime comes with seqvpr[cpu]")
@@ -53,6 +55,23 @@ def test_cnn_backbones_run_in_onnxruntime_too(summer, pool):
     torch.testing.assert_close(onnx.encode_frames(frames), eager.encode_frames(frames),
                                rtol=0, atol=1e-4)
     assert onnx.encoder.runtime.exports == 1
+
+
+@pytest.mark.parametrize(("size", "fmap"), [((64, 128), (4, 8)), ((72, 128), (5, 8)),
+                                            ((224, 224), (14, 14))])
+def test_grid_pooling_exports_whatever_the_map_size(summer, size, fmap):
+    """A 2x4 grid divides a 4x8 map (fixed-kernel pool), not 5x8 or 14x14 (pooling
+    matrix); both forms run in ONNX Runtime and equal adaptive pooling."""
+    config = {**LITE0_GRID, "encoder": {**LITE0_GRID["encoder"], "image_size": list(size)}}
+    eager, onnx = build_model(config), build_model(config, runtime="onnxruntime")
+    frames = _frames(summer, 2)
+    torch.testing.assert_close(onnx.encode_frames(frames), eager.encode_frames(frames),
+                               rtol=0, atol=1e-5)
+    x = torch.rand(3, 8, *fmap, requires_grad=True)
+    pooled = grid_mean(x, (2, 4))
+    torch.testing.assert_close(pooled, F.adaptive_avg_pool2d(x, (2, 4)))
+    pooled.sum().backward()  # differentiable for training
+    assert x.grad is not None
 
 
 def test_streaming_through_onnxruntime_matches_eager(models, summer):

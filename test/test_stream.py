@@ -13,6 +13,7 @@ import torch
 from seqvpr_core.data import read_image
 from seqvpr_core.maps import Keyframe, Match, PlaceMap
 from seqvpr_core.models import build_model
+from seqvpr_core.models.base import FrameEncoder
 from seqvpr_core.stream import (
     GateConfig,
     LocalizerConfig,
@@ -30,7 +31,7 @@ def new_map(model) -> PlaceMap:
     return PlaceMap.for_model(model)
 
 
-class CountingEncoder(torch.nn.Module):
+class CountingEncoder(FrameEncoder):
     """Wraps an encoder and counts the frames it sees."""
 
     def __init__(self, inner):

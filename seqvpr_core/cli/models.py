@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         enc = _build(create_encoder, name=name, pretrained=False)
         shape = "x".join(map(str, enc.out_shape))
         size = "x".join(map(str, enc.preprocess.size))
-        runtimes = "torch" if enc.accelerated is None else "torch, onnxruntime"
+        runtimes = "torch, onnxruntime" if enc.exportable else "torch"
         print(f"{name:<22}{shape:>14}{size:>10}{_params(enc):>14,}{runtimes:>20}")
     print(f"\n{'aggregator':<22}{'frame input':>12}{'descriptor':>12}{'params':>14}"
           f"{'any length':>13}")

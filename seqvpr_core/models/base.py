@@ -69,38 +69,34 @@ class FrameEncoder(nn.Module):
             return (self.dim,)
         return (self.prefix_tokens + self.grid[0] * self.grid[1], self.dim)
 
-    # The submodule (a convolutional trunk) that another runtime may run at
-    # inference, by attribute name; None: this encoder runs only in torch.
-    accelerated: str | None = None
+    # Whether ``forward`` traces to ONNX, so that another runtime may run it at
+    # inference (convolutional encoders); False: this encoder runs only in torch.
+    exportable: bool = False
     runtime: OnnxRuntimeModule | None = None
 
     def set_runtime(self, name: str) -> None:
         """Run inference in ``name`` (:mod:`seqvpr_core.models.runtime`)."""
         check_runtime(name)
-        if name != "torch" and self.accelerated is None:
+        if name != "torch" and not self.exportable:
             raise ValueError(f"{type(self).__name__} runs only in torch; `seqvpr models` "
                              f"lists the encoders that also run in {name}")
-        self.runtime = (None if name == "torch" else
-                        OnnxRuntimeModule(getattr(self, self.accelerated), self._accelerated_key))
+        self.runtime = None if name == "torch" else OnnxRuntimeModule(self, self._weights_key)
 
-    def run_accelerated(self, x: torch.Tensor) -> torch.Tensor:
-        """The ``accelerated`` submodule on ``x``: in the chosen runtime for
-        inference, eager whenever autograd may need it."""
-        module = getattr(self, self.accelerated)
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward``, in the chosen runtime for inference, eager whenever
+        autograd may need it."""
         if self.runtime is None or self.training or torch.is_grad_enabled():
-            return module(x)
+            return self(x)
         return self.runtime(x)
 
-    def _accelerated_key(self) -> tuple:
-        tensors = self.__dict__.get("_accelerated_tensors")
+    def _weights_key(self) -> tuple:
+        tensors = self.__dict__.get("_weights")
         if tensors is None:  # gathered once, not per frame; _apply drops them
-            module = getattr(self, self.accelerated)
-            tensors = self.__dict__["_accelerated_tensors"] = [*module.parameters(),
-                                                               *module.buffers()]
+            tensors = self.__dict__["_weights"] = [*self.parameters(), *self.buffers()]
         return tensors_key(tensors)
 
     def _apply(self, fn, *args, **kwargs):
-        self.__dict__.pop("_accelerated_tensors", None)  # .to(), .half(): tensors may be new
+        self.__dict__.pop("_weights", None)  # .to(), .half(): tensors may be new
         return super()._apply(fn, *args, **kwargs)
 
 

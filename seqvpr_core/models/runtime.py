@@ -4,7 +4,9 @@ Eager PyTorch pays framework overhead on every operator (on our 2-core CPU about
 0.1 ms per depthwise convolution, whatever its size), so one small frame through
 a MobileNet-style network is mostly overhead: the EfficientNet-Lite0 trunk on a
 64x128 frame takes 6.7 ms eager and 2.6 ms in ONNX Runtime. Streaming encodes one
-frame at a time, so this is what a robot on a CPU pays per frame.
+frame at a time, so this is what a robot on a CPU pays per frame. The whole
+encoder forward (trunk, pooling, normalisation) runs in one graph: the few small
+operators after the trunk cost as much again in eager overhead per frame.
 
 The runtime is a deployment choice, not part of the model: configs, checkpoints,
 fingerprints and maps are the same in both, and training always runs in PyTorch

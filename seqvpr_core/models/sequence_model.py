@@ -136,7 +136,7 @@ class SequenceModel(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Preprocessed images [B, 3, H, W] -> frame features [B, *frame_shape]."""
-        return self.apply_head(self.encoder(x))
+        return self.apply_head(self.encoder.infer(x))
 
     def apply_head(self, features: torch.Tensor) -> torch.Tensor:
         """Encoder output [..., encoder.dim] -> frame features [..., frame_dim]."""
@@ -151,7 +151,7 @@ class SequenceModel(nn.Module):
         """Raw frames -> encoder output before the head: what a frozen-encoder
         training run caches, since the head itself is trained."""
         with torch.inference_mode():
-            return self.encoder(self.preprocess(frames))
+            return self.encoder.infer(self.preprocess(frames))
 
     def aggregate(self, features: torch.Tensor) -> torch.Tensor:
         """Frame features [B, T, *frame_shape] -> L2-normalised [B, descriptor_dim]."""

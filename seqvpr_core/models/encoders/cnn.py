@@ -51,7 +51,7 @@ def _halve(size: int, times: int, ceil: bool) -> int:
 class CNNEncoder(FrameEncoder):
     """CNN trunk -> GeM head ([B, D]) or feature-map tokens ([B, H'*W', C])."""
 
-    accelerated = "backbone"  # may run in ONNX Runtime for inference
+    exportable = True  # may run in ONNX Runtime for inference
 
     def __init__(self, name: str, backbone: nn.Sequential, channels: int,
                  grid: tuple[int, int], image_size: tuple[int, int], pool: str,
@@ -78,7 +78,7 @@ class CNNEncoder(FrameEncoder):
             module.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.run_accelerated(x)
+        f = self.backbone(x)
         if self.pool == "none":
             return f.flatten(2).transpose(1, 2)
         g = self.gem(l2n(f, dim=1))

@@ -14,6 +14,7 @@ so ``stage`` picks which feature map is pooled; the layers after it are dropped.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,7 +242,7 @@ class EfficientNetLiteEncoder(FrameEncoder):
     which matters for place recognition on small, low-texture frames.
     """
 
-    accelerated = "trunk"  # all but the pooling may run in ONNX Runtime
+    exportable = True  # may run in ONNX Runtime for inference
 
     def __init__(self, name: str, stage: int = 5, pretrained: bool = True,
                  image_size: tuple[int, int] | None = None, gem_p: float = 3.0,
@@ -264,13 +265,34 @@ class EfficientNetLiteEncoder(FrameEncoder):
         self.preprocess = Preprocess(tuple(image_size) if image_size else (res, res))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fmap = self.run_accelerated(x)
+        fmap = self.trunk(x)
         if self.pool_grid == (1, 1):
             return l2n(self.pool(fmap))
         p = self.pool.p.to(fmap.dtype)
-        cells = F.adaptive_avg_pool2d(fmap.clamp(min=self.pool.eps).pow(p), self.pool_grid)
+        cells = grid_mean(fmap.clamp(min=self.pool.eps).pow(p), self.pool_grid)
         cells = l2n(cells.pow(1.0 / p).flatten(2), dim=1)  # [B, C, cells], each cell unit
         return l2n(cells.flatten(1))
+
+
+def grid_mean(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Mean of each cell of a (rows, cols) grid over [B, C, H, W]: adaptive average
+    pooling, written in forms ONNX export traces (it cannot trace adaptive pooling
+    here); the map's sizes become constants, which is right since exported graphs
+    are keyed by input shape."""
+    h, w = (int(s) for s in x.shape[-2:])
+    if h % grid[0] == 0 and w % grid[1] == 0:
+        return F.avg_pool2d(x, (h // grid[0], w // grid[1]))
+    weights = _grid_weights(h, w, tuple(grid), x.device, x.dtype)
+    return (x.flatten(2) @ weights).unflatten(-1, tuple(grid))
+
+
+@functools.cache
+def _grid_weights(h: int, w: int, grid: tuple[int, int], device: torch.device,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """[h*w, cells]: adaptive average pooling of an h x w map as one matrix."""
+    with torch.inference_mode(False), torch.no_grad():  # usable under autograd too
+        eye = torch.eye(h * w, device=device, dtype=dtype).view(h * w, 1, h, w)
+        return F.adaptive_avg_pool2d(eye, grid).flatten(1)
 
 
 @register_encoder()
