@@ -1,15 +1,17 @@
 """Map search at city scale: HNSW, IVF-Flat and IVF-PQ against exact search, side by side.
 
-    python benchmarks/maps.py [--sizes 100000 1000000] [--queries 2391] [--threads 1]
+    python benchmarks/maps.py [--sizes 100000 1000000] [--queries 2391] [--threads 1] [--raw]
 
 Descriptors are real: EfficientNet-Lite0 + SeqGeM over every 10-frame window of
 the Nordland summer traversal (896-d, projected to 512-d by PCA fitted on those
-windows). The map is those windows repeated with Gaussian noise (each copy
+windows; with ``--raw`` the model's own 896-d descriptors, uncentred, as
+``seqvpr build-map`` meets them). The map is those windows repeated with Gaussian noise (each copy
 keeps its window's place label) up to each size; the queries are the real
 winter windows. For each index: build time, ms per single query (a robot asks
 one at a time), Recall@1 on the seq2seq ground truth, how often the top-1 equals
-exact search's, and bytes per entry. Target at 1M: < 1 ms/query and at most
-1 point of Recall@1 lost.
+exact search's, bytes per entry and how uneven the IVF lists are (1x = even). Target at 1M: < 1 ms/query and at most
+1 point of Recall@1 lost. Compared by default: what each index kind (and
+``auto``) picks for the size.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from _common import (
 LENGTH, DIM, NOISE = 10, 512, 0.5  # noise norm relative to a unit descriptor
 
 
-def real_descriptors() -> tuple[np.ndarray, np.ndarray]:
-    """(map windows [2391, 512], winter query windows [2391, 512]), unit length."""
+def real_descriptors(raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(map windows [2391, D], winter query windows [2391, D]), unit length; D is
+    512, or the model's 896 when ``raw``."""
     from seqvpr_core.models import build_model
 
     def windows(season: str) -> np.ndarray:
@@ -41,6 +44,8 @@ def real_descriptors() -> tuple[np.ndarray, np.ndarray]:
         return window_descriptors(model, feats, LENGTH)
 
     db, q = windows("summer"), windows("winter")
+    if raw:
+        return db, q
     mean = db.mean(0)
     _, _, vt = np.linalg.svd(db - mean, full_matrices=False)
     proj = vt[:DIM].T
@@ -71,7 +76,7 @@ def build(spec: str, xb: np.ndarray):
     from seqvpr_core.maps import Keyframe, PlaceMap
 
     t0 = time.perf_counter()
-    m = PlaceMap(DIM, index_spec=spec)
+    m = PlaceMap(xb.shape[1], index_spec=spec)
     kf = Keyframe(0, 0, LENGTH, 0, LENGTH - 1)  # rows are not what is measured
     for start in range(0, len(xb), 200_000):
         chunk = xb[start:start + 200_000]
@@ -106,30 +111,31 @@ def main() -> None:
     p.add_argument("--timed", type=int, default=200, help="queries timed one at a time")
     p.add_argument("--specs", nargs="+", default=None, metavar="FACTORY",
                    help="FAISS factory strings to compare with exact search (default: what "
-                        "hnsw, ivf-flat and ivf-pq pick for each size, and ivf-pq with SQ8 "
-                        "re-ranking)")
+                        "auto, hnsw, ivf-flat and ivf-pq pick for each size)")
     p.add_argument("--nprobe", type=int, nargs="+", default=None,
                    help="IVF lists probed, each measured on the same built index")
+    p.add_argument("--raw", action="store_true",
+                   help="the model's own uncentred 896-d descriptors instead of 512-d PCA")
     args = p.parse_args()
     setup(args.threads)
     import faiss
 
     from seqvpr_core.eval import recall_at_k
-    from seqvpr_core.maps.indexes import index_spec
+    from seqvpr_core.maps.indexes import index_spec, list_imbalance
 
-    base, queries = real_descriptors()
+    base, queries = real_descriptors(args.raw)
     pick = np.linspace(0, len(queries) - 1, args.queries).astype(int)
     xq = queries[pick]
-    pos = [positives(len(queries), len(base), LENGTH)[i] for i in pick]
+    every = positives(len(queries), len(base), LENGTH)
+    pos = [every[i] for i in pick]
     print(f"map windows {base.shape}, queries {xq.shape}, noise {NOISE}")
-    print(f"{'entries':>8s} {'index':32s} {'build s':>8s} {'ms/query':>9s} {'R@1':>6s} "
-          f"{'R@1 loss':>9s} {'=exact':>7s} {'B/entry':>8s}")
+    print(f"{'entries':>8s} {'index':50s} {'build s':>8s} {'ms/query':>9s} {'R@1':>6s} "
+          f"{'R@1 loss':>9s} {'=exact':>7s} {'B/entry':>8s} {'lists':>6s}")
     for n in args.sizes:
         xb = noisy_map(base, n)
         exact_ids = None
-        specs = args.specs or [index_spec(kind, DIM, n) for kind in ("hnsw", "ivf-flat", "ivf-pq")]
-        if not args.specs:
-            specs.append(specs[-1] + ",Refine(SQ8)")  # re-rank with 8-bit scalar codes
+        kinds = ("auto", "hnsw", "ivf-flat", "ivf-pq")
+        specs = args.specs or list(dict.fromkeys(index_spec(k, base.shape[1], n) for k in kinds))
         for spec in ["Flat", *specs]:
             m, build_s = build(spec, xb)
             ivf = faiss.try_extract_index_ivf(m.searched_index)
@@ -144,9 +150,11 @@ def main() -> None:
                     exact_ids, exact_r1 = ids, r1
                 same = float(np.mean(ids[:, 0] == exact_ids[:, 0]))
                 name = spec + (f" nprobe={ivf.nprobe}" if ivf is not None else "")
-                print(f"{n:8d} {name:32s} {build_s:8.1f} {ms:9.3f} {100 * r1:6.2f} "
+                imbalance = list_imbalance(m.searched_index)
+                print(f"{n:8d} {name:50s} {build_s:8.1f} {ms:9.3f} {100 * r1:6.2f} "
                       f"{100 * (exact_r1 - r1):9.2f} {100 * same:6.1f}% "
-                      f"{bytes_per_entry(m):8.0f}", flush=True)
+                      f"{bytes_per_entry(m):8.0f} "
+                      f"{'-' if imbalance is None else f'{imbalance:.1f}x':>6s}", flush=True)
             del m
         del xb
     report_load()

@@ -15,7 +15,8 @@ from seqvpr_core.maps.indexes import auto_kind, index_spec, train_size
 DIM, N = 32, 2000  # 4-bit PQ (16 centroids) trains on a few hundred entries: fast tests
 
 SPECS = ["Flat", "HNSW32", "IVF16,Flat", "IVF16,PQ16x4np", "PCA16,L2norm,Flat",
-         "PCA16,L2norm,IVF16,PQ8x4np", "IVF16,PQ8x4np,Refine(SQ8)", "PCA16,L2norm,HNSW32"]
+         "PCA16,L2norm,IVF16,PQ8x4np", "IVF16,PQ8x4np,Refine(SQ8)", "PCA16,L2norm,HNSW32",
+         "PCA16,L2norm,IVF16,PQ8x4np,Refine(SQ8)"]  # the last: auto's city-scale shape
 
 
 def _data(n: int = N, seed: int = 0) -> np.ndarray:
@@ -97,10 +98,15 @@ def test_save_load_round_trip(built, xb, tmp_path):
                                   built.search(q, 5, max_id=600)[1])
 
 
-def test_pca_keeps_only_its_projection(xb):
-    """The trained PCA stage drops its eigenvector matrix; searches are unchanged."""
-    m = _map("PCA16,L2norm,Flat", xb)
-    pca = faiss.downcast_VectorTransform(m.index.chain.at(0))
+@pytest.mark.parametrize("spec", ["PCA16,L2norm,Flat", "PCA16,L2norm,IVF16,Flat,Refine(SQ8)"])
+def test_pca_keeps_only_its_projection(xb, spec):
+    """The trained PCA stage drops its eigenvector matrix, also under a re-ranking
+    stage (FAISS puts Refine outermost); searches are unchanged."""
+    m = _map(spec, xb)
+    index = faiss.downcast_index(m.index)
+    if isinstance(index, faiss.IndexRefine):
+        index = faiss.downcast_index(index.base_index)
+    pca = faiss.downcast_VectorTransform(index.chain.at(0))
     assert pca.PCAMat.size() == 0 and pca.A.size() == 16 * DIM
     assert (m.search(xb[:20], 1)[1][:, 0] == np.arange(20)).all()
 
@@ -160,6 +166,10 @@ def test_index_spec_choices():
     assert auto_kind(1000, 512) == "flat" and auto_kind(10_000, 512) == "hnsw"
     assert auto_kind(1_000_000, 512) == "ivf-pq"
     assert index_spec("ivf-pq", 512, 1_000_000) == "IVF1024,PQ64np"
+    # auto at city scale: PCA in front (centres coned descriptors), SQ8 re-ranking
+    assert index_spec("auto", 896, 1_000_000) == "PCA512,L2norm,IVF1024,PQ64np,Refine(SQ8)"
+    assert index_spec("auto", 256, 100_000, metric="l2") == "PCA256,IVF256,PQ32np,Refine(SQ8)"
+    assert index_spec("auto", 896, 100_000, pca=128) == "PCA128,L2norm,IVF256,PQ16np,Refine(SQ8)"
     assert index_spec("hnsw", 512, 10, pca=128) == "PCA128,L2norm,HNSW32"
     assert index_spec("flat", 512, 10, pca=128, metric="l2") == "PCA128,Flat"
     with pytest.raises(ValueError, match="index kind must be one of"):
