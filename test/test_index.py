@@ -16,7 +16,7 @@ DIM, N = 32, 2000  # 4-bit PQ (16 centroids) trains on a few hundred entries: fa
 
 SPECS = ["Flat", "HNSW32", "IVF16,Flat", "IVF16,PQ16x4np", "PCA16,L2norm,Flat",
          "PCA16,L2norm,IVF16,PQ8x4np", "IVF16,PQ8x4np,Refine(SQ8)", "PCA16,L2norm,HNSW32",
-         "PCA16,L2norm,IVF16,PQ8x4np,Refine(SQ8)"]  # the last: auto's city-scale shape
+         "PCAR16,L2norm,IVF16,PQ8x4np,Refine(SQ8)"]  # the last: auto's city-scale shape
 
 
 def _data(n: int = N, seed: int = 0) -> np.ndarray:
@@ -166,10 +166,10 @@ def test_index_spec_choices():
     assert auto_kind(1000, 512) == "flat" and auto_kind(10_000, 512) == "hnsw"
     assert auto_kind(1_000_000, 512) == "ivf-pq"
     assert index_spec("ivf-pq", 512, 1_000_000) == "IVF1024,PQ64np"
-    # auto at city scale: PCA in front (centres coned descriptors), SQ8 re-ranking
-    assert index_spec("auto", 896, 1_000_000) == "PCA512,L2norm,IVF1024,PQ64np,Refine(SQ8)"
-    assert index_spec("auto", 256, 100_000, metric="l2") == "PCA256,IVF256,PQ32np,Refine(SQ8)"
-    assert index_spec("auto", 896, 100_000, pca=128) == "PCA128,L2norm,IVF256,PQ16np,Refine(SQ8)"
+    # auto at city scale: PCA (+ rotation) in front centres coned descriptors; SQ8 re-ranks
+    assert index_spec("auto", 896, 1_000_000) == "PCAR512,L2norm,IVF1024,PQ64np,Refine(SQ8)"
+    assert index_spec("auto", 256, 100_000, metric="l2") == "PCAR256,IVF256,PQ32np,Refine(SQ8)"
+    assert index_spec("auto", 896, 100_000, pca=128) == "PCAR128,L2norm,IVF256,PQ16np,Refine(SQ8)"
     assert index_spec("hnsw", 512, 10, pca=128) == "PCA128,L2norm,HNSW32"
     assert index_spec("flat", 512, 10, pca=128, metric="l2") == "PCA128,Flat"
     with pytest.raises(ValueError, match="index kind must be one of"):

@@ -60,22 +60,23 @@ def index_spec(kind: str, dim: int, n: int, pca: int | None = None, metric: str 
 
     With ``pca`` and inner product, projected vectors are L2-normalised again so
     scores stay cosines. When ``auto`` picks IVF-PQ it puts PCA in front (to at
-    most :data:`AUTO_PCA_DIM` dims, unless ``pca`` says otherwise) and re-ranks
-    with SQ8 codes: raw descriptors of our CNN models sit in a narrow cone (GeM
-    of ReLU maps), and uncentred k-means then fills a few huge lists. Measured on
-    100k raw Lite0+SeqGeM windows (benchmarks/maps.py --raw): plain IVF-PQ 8.8 ms
-    per query and 17 points of Recall@1 lost, lists 35x uneven; PCA in front 0.28 ms
-    and 4.9 points; with SQ8 re-ranking 0.22 ms and none.
+    most :data:`AUTO_PCA_DIM` dims unless ``pca`` says otherwise, with a random
+    rotation so the PQ sub-vectors share the variance) and re-ranks the candidates
+    with SQ8 codes of the original descriptors (scores stay their cosines). Raw
+    descriptors of our CNN models sit in a narrow cone (GeM of ReLU maps), and
+    uncentred k-means fills a few huge lists: on 100k raw Lite0+SeqGeM windows
+    (``benchmarks/maps.py --raw``) plain IVF-PQ takes 6.4 ms per query and loses
+    17 points of Recall@1 (lists 35x uneven); this index 0.35 ms and none.
     """
     if kind not in KINDS:
         raise ValueError(f"index kind must be one of {KINDS}, got {kind!r}")
     if pca is not None and not 1 <= pca <= dim:
         raise ValueError(f"pca must be 1..{dim} (the descriptor size), got {pca}")
-    refine = ""
+    pca_stage, refine = "PCA", ""
     if kind == "auto":
         kind = auto_kind(n, pca or dim)
         if kind == "ivf-pq":
-            pca, refine = pca or min(dim, AUTO_PCA_DIM), ",Refine(SQ8)"
+            pca, pca_stage, refine = pca or min(dim, AUTO_PCA_DIM), "PCAR", ",Refine(SQ8)"
     d = pca or dim
     body = {
         "flat": "Flat",
@@ -85,7 +86,7 @@ def index_spec(kind: str, dim: int, n: int, pca: int | None = None, metric: str 
     }[kind] + refine
     if not pca:
         return body
-    return f"PCA{pca},L2norm,{body}" if metric == "ip" else f"PCA{pca},{body}"
+    return f"{pca_stage}{pca},{'L2norm,' if metric == 'ip' else ''}{body}"
 
 
 def train_size(index: Any) -> int:
