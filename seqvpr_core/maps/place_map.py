@@ -180,7 +180,8 @@ class PlaceMap:
         if imbalance is not None and imbalance > indexes.IMBALANCE_WARN:
             LOG.warning("inverted lists of %s are %.1fx uneven: searches scan a few huge "
                         "lists and run slower than they should; centre the descriptors "
-                        "with PCA in front (build-map --pca DIM) or use an hnsw index",
+                        "with PCA in front (build-map --pca DIM; --index auto does at city "
+                        "scale) or use an hnsw index",
                         self.index_spec, imbalance)
 
     def matches(self, descriptor: np.ndarray, k: int, max_id: int | None = None) -> list[Match]:
