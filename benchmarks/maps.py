@@ -9,9 +9,9 @@ windows; with ``--raw`` the model's own 896-d descriptors, uncentred, as
 keeps its window's place label) up to each size; the queries are the real
 winter windows. For each index: build time, ms per single query (a robot asks
 one at a time), Recall@1 on the seq2seq ground truth, how often the top-1 equals
-exact search's, bytes per entry and how uneven the IVF lists are (1x = even). Target at 1M: < 1 ms/query and at most
-1 point of Recall@1 lost. Compared by default: what each index kind (and
-``auto``) picks for the size.
+exact search's, bytes per entry and how uneven the IVF lists are (1x = even).
+Target at 1M: < 1 ms/query and at most 1 point of Recall@1 lost. Compared by
+default: what each index kind (and ``auto``) picks for the size.
 """
 
 from __future__ import annotations

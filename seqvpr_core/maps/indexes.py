@@ -66,7 +66,7 @@ def index_spec(kind: str, dim: int, n: int, pca: int | None = None, metric: str 
     descriptors of our CNN models sit in a narrow cone (GeM of ReLU maps), and
     uncentred k-means fills a few huge lists: on 100k raw Lite0+SeqGeM windows
     (``benchmarks/maps.py --raw``) plain IVF-PQ takes 6.4 ms per query and loses
-    17 points of Recall@1 (lists 35x uneven); this index 0.35 ms and none.
+    17 points of Recall@1 (lists 35x uneven); this index 0.31 ms and none.
     """
     if kind not in KINDS:
         raise ValueError(f"index kind must be one of {KINDS}, got {kind!r}")
