@@ -45,10 +45,12 @@ def test_same_features_and_identity_as_eager(models, summer):
 
 @pytest.mark.parametrize("pool", ["gem", "none"])
 def test_cnn_backbones_run_in_onnxruntime_too(summer, pool):
-    """ResNet/VGG trunks (JIST, CosPlace, SeqVLAD on layer-3 tokens) export the same way."""
+    """ResNet/VGG encoders (JIST, CosPlace, SeqVLAD on layer-3 tokens) export the same way,
+    heads included."""
+    head = {"fc_dim": 64} if pool == "gem" else {}  # CosPlace's GeM -> linear head
     config = {"encoder": {"name": "resnet18", "pretrained": False, "pool": pool,
-                          "image_size": [64, 96]}, "aggregator": "seqvlad" if pool == "none"
-              else "seqgem"}
+                          "image_size": [64, 96], **head},
+              "aggregator": "seqvlad" if pool == "none" else "seqgem"}
     eager, onnx = build_model(config), build_model(config, runtime="onnxruntime")
     onnx.load_state_dict(eager.state_dict())
     frames = _frames(summer, 3)
@@ -105,6 +107,16 @@ def test_refusals_name_the_problem(monkeypatch):
         build_model("pixels+avg", runtime="onnxruntime")
     with pytest.raises(ValueError, match="runtime must be one of"):
         build_model(LITE0_GRID, runtime="tensorrt")
+    model = build_model(LITE0_GRID, runtime="onnxruntime")
+
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("Unsupported: ONNX export of operator x\ngraph(...pages...)")
+
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    with pytest.raises(RuntimeError, match=r"EfficientNetLiteEncoder on input \[3, 64, 128\] could "
+                                           r"not be exported to ONNX \(Unsupported: ONNX export of "
+                                           r"operator x\); use runtime 'torch'"):
+        model.encode_frames([np.zeros((32, 64, 3), np.uint8)])
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ImportError, match="pip install onnxruntime onnx"):
         build_model(LITE0_GRID, runtime="onnxruntime")

@@ -82,13 +82,18 @@ class OnnxRuntimeModule:
         # since the graph is keyed by the input's shape. The TorchScript-based
         # exporter is deprecated since torch 2.9 but takes 1.8 s here against 18 s
         # for the torch.export one (Lite0 trunk); if it goes, test_runtime.py fails.
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)  # the exporter's own
-            torch.onnx.export(self.module, (torch.zeros(1, *shape),), graph,
-                              input_names=["x"], output_names=["y"],
-                              dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-                              opset_version=17, dynamo=False)
+        try:
+            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)  # the exporter's own
+                torch.onnx.export(self.module, (torch.zeros(1, *shape),), graph,
+                                  input_names=["x"], output_names=["y"],
+                                  dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                                  opset_version=17, dynamo=False)
+        except Exception as e:  # the exporter raises many types, with pages of graph
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise RuntimeError(f"{type(self.module).__name__} on input {list(shape)} could not "
+                               f"be exported to ONNX ({first[:300]}); use runtime 'torch'") from e
         options = self._ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
