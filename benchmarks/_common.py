@@ -39,7 +39,7 @@ def parser(doc: str | None, device: bool = False) -> argparse.ArgumentParser:
                             "mean something only on a GPU, ratios anywhere")
         p.add_argument("--half", action="store_true", help="float16 model (CUDA only)")
         p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"),
-                       help="encoder inference runtime (onnxruntime: CPU, CNN encoders)")
+                       help="encoder inference runtime (onnxruntime: CPU; CNN and CCT encoders)")
     return p
 
 

@@ -33,9 +33,7 @@ def compare(config: dict, length: int, frames: list, repeat: int, device: str = 
     from seqvpr_core.models import build_model
     from seqvpr_core.stream import LocalizerConfig, StreamingLocalizer, WindowConfig
 
-    model = build_model(config, device=device, half=half)
-    if model.encoder.exportable:  # CCT runs only in torch
-        model.encoder.set_runtime(runtime)
+    model = build_model(config, device=device, half=half, runtime=runtime)
     loc = StreamingLocalizer(model, PlaceMap(model.descriptor_dim),
                              LocalizerConfig("mapping", WindowConfig.fixed(length)))
     loc.feed(frames[:length], list(range(length)))  # the ring is full: steady state

@@ -38,7 +38,7 @@ PARAMS: tuple[Param, ...] = (
     Param("device", "auto", "Where the model runs: auto (CUDA when available), cpu or cuda."),
     Param("half", False, "Run the model in float16 (CUDA only)."),
     Param("runtime", "torch", "Encoder inference: torch, or onnxruntime on the CPU "
-                              "(CNN encoders; about 2x faster per frame)."),
+                              "(CNN and CCT encoders; 1.4-2x faster per frame)."),
     Param("window_min", 0, "Shortest window while a stream starts; 0: from the map."),
     Param("window_max", 0, "Window length in frames; 0: from the map."),
     Param("window_stride", 0, "New frames between two windows; 0: from the map."),

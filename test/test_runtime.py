@@ -76,6 +76,20 @@ def test_grid_pooling_exports_whatever_the_map_size(summer, size, fmap):
     assert x.grad is not None
 
 
+@pytest.mark.parametrize("output", ["tokens", "seqpool"])
+def test_cct_runs_in_onnxruntime_too(summer, output):
+    """The SeqVLAD/STformer encoder (transformer tokens, or sequence-pooled) exports
+    as well; two layers keep the test short."""
+    config = {"encoder": {"name": "cct224", "pretrained": False, "layers": 2, "output": output},
+              "aggregator": "seqvlad" if output == "tokens" else "seqgem"}
+    eager, onnx = build_model(config), build_model(config, runtime="onnxruntime")
+    onnx.load_state_dict(eager.state_dict())
+    frames = _frames(summer, 3)
+    torch.testing.assert_close(onnx.encode_frames(frames), eager.encode_frames(frames),
+                               rtol=0, atol=1e-4)
+    assert onnx.encoder.runtime.exports == 1
+
+
 def test_streaming_through_onnxruntime_matches_eager(models, summer):
     descriptors = []
     for model in models:

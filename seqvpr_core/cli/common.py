@@ -28,8 +28,8 @@ def add_model_options(p: argparse.ArgumentParser, required: bool = True) -> None
     p.add_argument("--half", action="store_true",
                    help="run the model in float16 (CUDA only)")
     p.add_argument("--runtime", default="torch", choices=RUNTIMES,
-                   help="encoder inference: torch, or onnxruntime on the CPU (CNN encoders; "
-                        "about 2x faster per frame, same descriptors)")
+                   help="encoder inference: torch, or onnxruntime on the CPU (CNN and CCT "
+                        "encoders; 1.4-2x faster per frame, same descriptors)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="frames encoded per forward pass")
 
