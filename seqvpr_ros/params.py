@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from seqvpr_core.maps.indexes import GROWING_KINDS
 from seqvpr_core.models.runtime import RUNTIMES
 
 MODES = ("localize", "slam")
@@ -35,10 +36,12 @@ PARAMS: tuple[Param, ...] = (
                           "optional prior map in slam mode."),
     Param("mode", "localize", "localize: match against a read-only map; slam: the map grows "
                               "from this robot's keyframes and revisits become loop closures."),
+    Param("map_index", "flat", "slam without map_path: index of the map that grows, flat "
+                               "(exact) or hnsw (sub-linear search for long runs)."),
     Param("device", "auto", "Where the model runs: auto (CUDA when available), cpu or cuda."),
     Param("half", False, "Run the model in float16 (CUDA only)."),
     Param("runtime", "torch", "Encoder inference: torch, or onnxruntime on the CPU "
-                              "(CNN and CCT encoders; 1.4-2x faster per frame)."),
+                              "(CNN and CCT encoders; 1.3-2x faster per frame)."),
     Param("window_min", 0, "Shortest window while a stream starts; 0: from the map."),
     Param("window_max", 0, "Window length in frames; 0: from the map."),
     Param("window_stride", 0, "New frames between two windows; 0: from the map."),
@@ -97,7 +100,7 @@ _AT_LEAST = {"window_min": 0, "window_max": 0, "window_stride": 0,
              "loop_exclusion_keyframes": 0, "consistency_tolerance": 0, "top_k": 1,
              "consistency": 1, "queue_size": 1, "max_batch": 1, "sync_slop": 0.0,
              "keyframe_min_distance": 0.0, "keyframe_min_interval": 0.0, "loop_exclusion": 0.0}
-_CHOICES = {"mode": MODES, "device": DEVICES, "runtime": RUNTIMES}
+_CHOICES = {"mode": MODES, "device": DEVICES, "runtime": RUNTIMES, "map_index": GROWING_KINDS}
 
 
 def check_value(name: str, value: Any) -> str | None:
@@ -140,6 +143,9 @@ def validate(v: dict[str, Any]) -> list[str]:
         errors.append("localize mode needs map_path (a map from `seqvpr build-map`)")
     if v["mode"] == "slam" and not v["map_path"] and not (v["model"] and v["window_max"]):
         errors.append("slam mode without map_path needs model and window_max")
+    if v["map_index"] != "flat" and v["map_path"]:
+        errors.append("map_index sets the index of a new slam map; the map at map_path keeps "
+                      "its own")
     if v["half"] and v["device"] == "cpu":
         errors.append("half precision needs device cuda or auto")
     if v["runtime"] != "torch" and v["device"] != "cpu":

@@ -13,6 +13,7 @@ from seqvpr_core.data import KeyframeSpacing, SpacingFilter
 from seqvpr_core.data.poses import Pose
 from seqvpr_core.data.rosbag import stamp_name
 from seqvpr_core.maps import PlaceMap
+from seqvpr_core.maps.indexes import index_spec
 from seqvpr_core.models import SequenceModel, build_model
 from seqvpr_core.stream import (
     GateConfig,
@@ -98,7 +99,8 @@ def open_session(s: NodeSettings) -> Session:
     model: SequenceModel = build_model(spec, window=window.max_len, device=s.device, half=s.half,
                                          runtime=s.runtime)
     if place_map is None:
-        place_map = PlaceMap.for_model(model, window, spec)
+        place_map = PlaceMap.for_model(model, window, spec,
+                                       index_spec=index_spec(s.map_index, model.descriptor_dim, 0))
     config = LocalizerConfig(
         s.mode, window, top_k=s.top_k, exclude_recent_s=s.loop_exclusion,
         exclude_recent_keyframes=s.loop_exclusion_keyframes,

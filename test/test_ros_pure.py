@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # seqvpr_ros is installed by colcon, not by pip
 
 from seqvpr_core.data import ImageEncodingError  # noqa: E402
+from seqvpr_core.maps import PlaceMap  # noqa: E402
 from seqvpr_ros.frame_queue import FrameQueue  # noqa: E402
 from seqvpr_ros.outputs import (  # noqa: E402
     Diagnostics,
@@ -55,6 +56,9 @@ def test_validation_names_each_problem():
     errors = validate({**DEFAULTS, "mode": "slam", "publish_lio_sam": False,
                        "keyframe_min_distance": 2.0})
     assert any("slam mode without map_path" in e for e in errors)
+    assert "map_index must be one of" in check_value("map_index", "ivf-pq")  # needs training
+    assert any("map_index sets the index of a new slam map" in e for e in
+               validate({**DEFAULTS, "mode": "slam", "map_path": "m", "map_index": "hnsw"}))
     assert any("needs odom_topic" in e for e in errors)
     errors = validate({**DEFAULTS, "map_path": "m", "publish_lio_sam": True, "device": "cpu",
                        "half": True, "window_min": 9, "window_max": 5})
@@ -136,7 +140,8 @@ def frames():
     return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
 
 
-def test_slam_session_closes_the_loop_and_feeds_lio_sam(frames, tmp_path):
+@pytest.mark.parametrize("map_index", ["flat", "hnsw"])
+def test_slam_session_closes_the_loop_and_feeds_lio_sam(frames, tmp_path, map_index):
     """The node's worker path without ROS: queue -> spacing -> localizer -> outputs.
 
     The robot drives 12 places twice; on the second pass the gate opens and the
@@ -145,7 +150,7 @@ def test_slam_session_closes_the_loop_and_feeds_lio_sam(frames, tmp_path):
     settings = NodeSettings.from_values({
         "mode": "slam", "model": "pixels+cat", "window_max": 4, "device": "cpu",
         "loop_exclusion": 1.0, "score_threshold": 0.999, "consistency": 2,
-        "publish_lio_sam": True, "queue_size": 64})
+        "publish_lio_sam": True, "queue_size": 64, "map_index": map_index})
     session = open_session(settings)
     q = FrameQueue(settings.queue_size)
     route = frames[:12] * 2
@@ -169,6 +174,7 @@ def test_slam_session_closes_the_loop_and_feeds_lio_sam(frames, tmp_path):
     assert session.model_id.startswith("pixels+cat:")
     saved = session.map.save(tmp_path / "grown")
     assert saved.is_dir() and len(session.map) == len(results)
+    assert PlaceMap.load(saved).index_spec == {"flat": "Flat", "hnsw": "HNSW32"}[map_index]
 
 
 def test_queued_frames_are_encoded_in_one_pass_like_one_by_one(frames):

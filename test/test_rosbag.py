@@ -206,14 +206,21 @@ def test_cli_build_map_and_localize_from_bags(tmp_path, seasons, capsys):
     assert "topic /nope is not in the bag" in capsys.readouterr().err
 
 
-def test_cli_slam_from_scratch_finds_the_revisit(tmp_path, seasons):
-    """A bag that drives the same 30 frames twice: slam closes the loop on the second pass."""
+@pytest.mark.parametrize(("index", "spec"), [(None, "Flat"), ("hnsw", "HNSW32")])
+def test_cli_slam_from_scratch_finds_the_revisit(tmp_path, seasons, index, spec):
+    """A bag that drives the same 30 frames twice: slam closes the loop on the second
+    pass, in an exact map or one that grows as an HNSW graph."""
     frames = seasons["summer"][:30] * 2
     bag = write_bag(tmp_path / "loop", frames, "sqlite3", odom=False)
     out = tmp_path / "slam.csv"
     assert main(["localize", "--mode", "slam", "--model", "pixels+cat", "--window", "5",
                  "--bag", str(bag), "--topic", TOPIC, "--out", str(out), "--exclude-recent",
-                 "1", "--threshold", "0.99", "--save-map", str(tmp_path / "grown")]) == 0
+                 "1", "--threshold", "0.99", "--save-map", str(tmp_path / "grown"),
+                 *(["--index", index] if index else [])]) == 0
     loops = out.with_suffix(".loops.csv").read_text().splitlines()[1:]
     assert loops and all(int(line.split(",")[0]) >= 30 for line in loops)
-    assert len(PlaceMap.load(tmp_path / "grown")) == 56
+    grown = PlaceMap.load(tmp_path / "grown")
+    assert len(grown) == 56 and grown.index_spec == spec
+    with pytest.raises(SystemExit, match="--index sets the index of a new slam map"):
+        main(["localize", "--mode", "slam", "--map", str(tmp_path / "grown"), "--index",
+              "hnsw", "--bag", str(bag), "--topic", TOPIC, "--out", str(out)])

@@ -29,7 +29,7 @@ def add_model_options(p: argparse.ArgumentParser, required: bool = True) -> None
                    help="run the model in float16 (CUDA only)")
     p.add_argument("--runtime", default="torch", choices=RUNTIMES,
                    help="encoder inference: torch, or onnxruntime on the CPU (CNN and CCT "
-                        "encoders; 1.4-2x faster per frame, same descriptors)")
+                        "encoders; 1.3-2x faster per frame, same descriptors)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="frames encoded per forward pass")
 

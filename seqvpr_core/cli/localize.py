@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..maps import PlaceMap
+from ..maps.indexes import GROWING_KINDS, index_spec
 from ..stream import GateConfig, LocalizerConfig, StreamingLocalizer, WindowConfig, replay
 from .build_map import add_source_options, source_from_args
 from .common import LOG, add_model_options, add_window_options, load_model_from_args
@@ -43,6 +44,9 @@ def add_parser(sub) -> None:
     p.add_argument("--mode", default="localize", choices=("localize", "slam"),
                    help="slam: the map also grows from the query stream")
     p.add_argument("--save-map", help="slam: write the grown map to this directory")
+    p.add_argument("--index", choices=GROWING_KINDS,
+                   help="slam without --map: index of the map that grows (default flat, "
+                        "exact; hnsw: sub-linear search for long runs)")
     p.add_argument("--exclude-recent", type=float, default=30.0, metavar="SECONDS",
                    help="slam: ignore map entries from the last SECONDS before a window")
     p.add_argument("--threshold", type=float, default=0.0,
@@ -57,6 +61,9 @@ def add_parser(sub) -> None:
 def _open_map(args: argparse.Namespace):
     """(map, window, model): a saved map, or in slam mode an empty one."""
     if args.map:
+        if args.index:
+            raise SystemExit(f"error: --index sets the index of a new slam map; {args.map} "
+                             "keeps its own")
         place_map = PlaceMap.load(args.map)
         window = WindowConfig(**place_map.window) if place_map.window else None
         spec = args.model or place_map.model.get("config")
@@ -72,7 +79,8 @@ def _open_map(args: argparse.Namespace):
         raise SystemExit("error: slam without --map needs --model and --window")
     window = WindowConfig(args.min_len or args.window, args.window, args.stride)
     model = load_model_from_args(args, window=window.max_len)
-    place_map = PlaceMap.for_model(model, window, args.model)
+    spec = index_spec(args.index or "flat", model.descriptor_dim, 0)
+    place_map = PlaceMap.for_model(model, window, args.model, index_spec=spec)
     return place_map, window, model
 
 

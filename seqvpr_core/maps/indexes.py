@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 KINDS = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq")
+GROWING_KINDS = ("flat", "hnsw")  # grow one entry at a time without training: slam maps
 FLAT_MAX_MACS = 4_000_000  # exact search costs about 1 ms per query on one core here
 HNSW_UP_TO = 50_000  # beyond this IVF-PQ loses less recall and uses 3-30x less memory
 AUTO_PCA_DIM = 512  # auto's city-scale maps: centred by PCA to at most this many dims
