@@ -1,7 +1,7 @@
 """The node's parameters: one table (name, default, description) and their validation.
 
-Plain Python (no rclpy, no torch) so the node, the launch files and the tests
-read the same table, and validation is tested without ROS.
+No rclpy, so the node, the launch files and the tests read the same table, and
+validation is tested without ROS; the choices come from seqvpr_core's own tables.
 """
 
 from __future__ import annotations
