@@ -23,7 +23,8 @@ from seqvpr_ros.params import DEFAULTS, PARAMS
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), "config", "localize.yaml")
 # launch argument -> node parameter, for the parameters people set per run
-ARGUMENTS = {"map": "map_path", "model": "model", "mode": "mode", "image_topic": "image_topic",
+ARGUMENTS = {"map": "map_path", "model": "model", "mode": "mode", "map_index": "map_index",
+             "image_topic": "image_topic",
              "compressed": "compressed", "odom_topic": "odom_topic", "device": "device",
              "half": "half", "window": "window_max", "top_k": "top_k",
              "score_threshold": "score_threshold", "consistency": "consistency",

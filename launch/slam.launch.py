@@ -3,7 +3,7 @@ revisits become loop closures (optionally on LIO-SAM's lio_loop/loop_closure_det
 
     ros2 launch seqvpr_ros slam.launch.py model:=/models/seqvpr.pt window:=10 \
         image_topic:=/camera/image_raw odom_topic:=/odom publish_lio_sam:=true \
-        map_save_path:=/maps/today
+        map_save_path:=/maps/today map_index:=hnsw
 
 Same arguments as localize.launch.py, with mode slam; save the map any time with
 ``ros2 service call /seqvpr_localizer/save_map std_srvs/srv/Trigger``.
