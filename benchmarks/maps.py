@@ -5,9 +5,9 @@
 Descriptors are real: EfficientNet-Lite0 + SeqGeM over every 10-frame window of
 the Nordland summer traversal (896-d, projected to 512-d by PCA fitted on those
 windows; with ``--raw`` the model's own 896-d descriptors, uncentred, as
-``seqvpr build-map`` meets them). The map is those windows repeated with Gaussian noise (each copy
-keeps its window's place label) up to each size; the queries are the real
-winter windows. For each index: build time, ms per single query (a robot asks
+``seqvpr build-map`` meets them). The map is those windows repeated with
+Gaussian noise (each copy keeps its window's place label) up to each size; the
+queries are the real winter windows. For each index: build time, ms per single query (a robot asks
 one at a time), Recall@1 on the seq2seq ground truth, how often the top-1 equals
 exact search's, bytes per entry and how uneven the IVF lists are (1x = even).
 Target at 1M: < 1 ms/query and at most 1 point of Recall@1 lost. Compared by
