@@ -59,8 +59,7 @@ PARAMS: tuple[Param, ...] = (
                                       "matches may be apart and still agree."),
     Param("queue_size", 8, "Frames waiting for the model; when full the oldest is dropped "
                            "and counted."),
-    Param("max_batch", 8, "Most waiting frames encoded in one pass; 1: one at a time (faster "
-                          "on a CPU with large inputs, see benchmarks/streaming.py)."),
+    Param("max_batch", 8, "Most waiting frames encoded together; 1: one at a time."),
     Param("publish_descriptors", True, "Publish ~/descriptors (SequenceDescriptor)."),
     Param("publish_lio_sam", False, "slam: publish [t_cur, t_prev] on "
                                     "lio_loop/loop_closure_detection for LIO-SAM."),

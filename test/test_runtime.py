@@ -88,6 +88,26 @@ def test_grid_pooling_exports_whatever_the_map_size(summer, size, fmap):
     assert x.grad is not None
 
 
+@pytest.mark.parametrize(("size", "runtime", "calls"), [((224, 224), "torch", [1] * 5),
+                                                        ((64, 128), "torch", [5]),
+                                                        ((224, 224), "onnxruntime", [5])])
+def test_eager_lite_on_a_cpu_encodes_in_cache_sized_calls(summer, size, runtime, calls):
+    """Eager EfficientNet-Lite on the CPU takes one 224x224 frame per call (batches
+    cost twice as much per frame there) and up to eight 64x128 frames; ONNX Runtime
+    takes any batch. The features equal those of one call either way."""
+    config = {"encoder": {"name": "efficientnet_lite0", "image_size": list(size)},
+              "aggregator": "seqgem"}
+    model = build_model(config, runtime=runtime)
+    frames = _frames(summer, 5)
+    sizes, encode = [], model.encode
+    model.encode = lambda x: sizes.append(len(x)) or encode(x)
+    features = model.encode_frames(frames)
+    assert sizes == calls
+    with torch.inference_mode():
+        torch.testing.assert_close(features, encode(model.preprocess(frames)),
+                                   rtol=0, atol=1e-5)
+
+
 def test_streaming_through_onnxruntime_matches_eager(models, summer):
     descriptors = []
     for model in models:

@@ -73,6 +73,10 @@ class FrameEncoder(nn.Module):
     # inference (convolutional encoders); False: this encoder runs only in torch.
     exportable: bool = False
     runtime: OnnxRuntimeModule | None = None
+    # Eager CPU inference: most input pixels worth one call (None: any batch). Past
+    # it, activations outgrow the CPU caches and a batch costs more per frame than
+    # frames one by one (EfficientNet-Lite; benchmarks/streaming.py, queued column).
+    cpu_batch_pixels: int | None = None
 
     def set_runtime(self, name: str) -> None:
         """Run inference in ``name`` (:mod:`seqvpr_core.models.runtime`)."""

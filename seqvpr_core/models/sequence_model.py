@@ -144,14 +144,31 @@ class SequenceModel(nn.Module):
 
     def encode_frames(self, frames) -> torch.Tensor:
         """Raw uint8 RGB frames -> frame features [B, *frame_shape] (no autograd)."""
-        with torch.inference_mode():
-            return self.encode(self.preprocess(frames))
+        return self._encode_raw(frames, self.encode)
 
     def encode_backbone_frames(self, frames) -> torch.Tensor:
         """Raw frames -> encoder output before the head: what a frozen-encoder
         training run caches, since the head itself is trained."""
+        return self._encode_raw(frames, self.encoder.infer)
+
+    def _encode_raw(self, frames, encode) -> torch.Tensor:
+        """``encode`` on preprocessed frames, in calls of at most
+        :meth:`frames_per_call` frames."""
         with torch.inference_mode():
-            return self.encoder.infer(self.preprocess(frames))
+            step = self.frames_per_call()
+            if step is None or len(frames) <= step:
+                return encode(self.preprocess(frames))
+            return torch.cat([encode(self.preprocess(frames[i:i + step]))
+                              for i in range(0, len(frames), step)])
+
+    def frames_per_call(self) -> int | None:
+        """Most frames one encoder call takes (None: any number): the encoder's
+        ``cpu_batch_pixels`` budget when it runs eagerly on the CPU."""
+        budget = self.encoder.cpu_batch_pixels
+        if budget is None or self.encoder.runtime is not None or self.device.type != "cpu":
+            return None
+        height, width = self.encoder.preprocess.size
+        return max(1, budget // (height * width))
 
     def aggregate(self, features: torch.Tensor) -> torch.Tensor:
         """Frame features [B, T, *frame_shape] -> L2-normalised [B, descriptor_dim]."""
