@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .runtime import OnnxRuntimeModule, check_runtime, tensors_key
+from .runtime import OnnxRuntimeModule, check_runtime
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class FrameEncoder(nn.Module):
         if name != "torch" and not self.exportable:
             raise ValueError(f"{type(self).__name__} runs only in torch; `seqvpr models` "
                              f"lists the encoders that also run in {name}")
-        self.runtime = None if name == "torch" else OnnxRuntimeModule(self, self._weights_key)
+        self.runtime = None if name == "torch" else OnnxRuntimeModule(self)
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """``forward``, in the chosen runtime for inference, eager whenever
@@ -93,14 +93,9 @@ class FrameEncoder(nn.Module):
             return self(x)
         return self.runtime(x)
 
-    def _weights_key(self) -> tuple:
-        tensors = self.__dict__.get("_weights")
-        if tensors is None:  # gathered once, not per frame; _apply drops them
-            tensors = self.__dict__["_weights"] = [*self.parameters(), *self.buffers()]
-        return tensors_key(tensors)
-
     def _apply(self, fn, *args, **kwargs):
-        self.__dict__.pop("_weights", None)  # .to(), .half(): tensors may be new
+        if self.runtime is not None:  # .to(), .half(): tensors may be new
+            self.runtime.weights_key.forget()
         return super()._apply(fn, *args, **kwargs)
 
 

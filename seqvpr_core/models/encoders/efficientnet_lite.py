@@ -25,7 +25,7 @@ from torch import nn
 
 from ..base import FrameEncoder, GeM, Preprocess, l2n
 from ..registry import register_encoder
-from ..runtime import tensors_key
+from ..runtime import WeightsKey
 
 BN_EPS = 1e-3
 
@@ -163,7 +163,7 @@ class EfficientNetLite(nn.Module):
         self._fc = nn.Linear(1280, num_classes)
         self.stage_channels.append(1280)
         self._folded: tuple[tuple, Folded] | None = None
-        self._tensors: list[torch.Tensor] | None = None  # what the folded weights depend on
+        self._weights_key = WeightsKey(self)  # what the folded weights depend on
         self.stage = HEAD_STAGE  # what forward() returns; truncate() lowers it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,12 +187,10 @@ class EfficientNetLite(nn.Module):
         """Convolutions with their batch norms folded in, for inference without
         autograd: half the ops per frame, which is what streaming one frame at a
         time pays for. Rebuilt whenever a weight or statistic changes in place
-        (tensor versions) or moves (data pointers); never part of the state_dict."""
+        or is replaced (:class:`WeightsKey`); never part of the state_dict."""
         if self.training or torch.is_grad_enabled():
             return None
-        if self._tensors is None:
-            self._tensors = [*self.parameters(), *self.buffers()]
-        key = tensors_key(self._tensors)
+        key = self._weights_key()
         if self._folded is None or self._folded[0] != key:
             pairs = [(self._conv_stem, self._bn0)]
             pairs += [p for block in self._blocks for p in block.conv_bn_pairs()]
@@ -202,12 +200,13 @@ class EfficientNetLite(nn.Module):
         return self._folded[1]
 
     def _apply(self, fn, *args, **kwargs):
-        self._tensors = self._folded = None  # .to(), .half(), ...: tensors may be new
+        self._folded = None  # .to(), .half(), ...: tensors may be new
+        self._weights_key.forget()
         return super()._apply(fn, *args, **kwargs)
 
     def truncate(self, stage: int) -> None:
         """Drop every layer the chosen stage does not use."""
-        self._tensors = self._folded = None
+        self._folded = None
         self.stage = stage
         n_blocks = self.stage_ends[min(stage, len(B0_STAGES)) - 1]
         self._blocks = self._blocks[:n_blocks]
