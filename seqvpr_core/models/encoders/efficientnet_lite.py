@@ -187,8 +187,9 @@ class EfficientNetLite(nn.Module):
         """Convolutions with their batch norms folded in, for inference without
         autograd: half the ops per frame, which is what streaming one frame at a
         time pays for. Rebuilt whenever a weight or statistic changes in place
-        or is replaced (:class:`WeightsKey`); never part of the state_dict."""
-        if self.training or torch.is_grad_enabled():
+        or is replaced (:class:`WeightsKey`); never part of the state_dict. Under
+        torch.compile the compiler sees plain batch norms and fuses them itself."""
+        if self.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
             return None
         key = self._weights_key()
         if self._folded is None or self._folded[0] != key:
