@@ -1,6 +1,7 @@
 """Resident memory over a long slam replay: flat apart from the map's own growth.
 
     python benchmarks/memory.py [--frames 50000] [--model pixels+avg] [--index flat|hnsw]
+                                [--runtime auto|torch|onnxruntime]
 
 Replays Nordland frames (summer then winter, cycled, stamps at 10 Hz) through
 ``StreamingLocalizer`` in slam mode in batches of 32, as ``seqvpr localize``
@@ -10,7 +11,8 @@ keyframe rows, slam bookkeeping) and the rest, which must stay within 5%.
 The default model is the learning-free SeqSLAM-style one so that 50,000 frames
 take minutes on a CPU; ``--model`` takes any spec (the path is the same).
 ``--index`` is the growing map's index (``seqvpr localize --index``); the
-ms/frame column shows what the search costs as the map grows.
+ms/frame column shows what the search costs as the map grows. ``--runtime`` is
+the encoder's (the node's ``runtime``; ``auto`` by default, as there).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def main() -> None:
     p.add_argument("--model", default="pixels+avg")
     p.add_argument("--window", type=int, default=10)
     p.add_argument("--index", default="flat", choices=("flat", "hnsw"))
+    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnxruntime"))
     args = p.parse_args()
     setup(args.threads)
     from seqvpr_core.maps import PlaceMap
@@ -56,7 +59,8 @@ def main() -> None:
     from seqvpr_core.models import build_model
     from seqvpr_core.stream import LocalizerConfig, StreamingLocalizer, WindowConfig
 
-    model = build_model(args.model)
+    model = build_model(args.model, runtime=args.runtime)
+    print(f"encoder runtime: {'torch' if model.encoder.runtime is None else 'onnxruntime'}")
     frames = nordland_frames("summer") + nordland_frames("winter")
     spec = index_spec(args.index, model.descriptor_dim, 0)
     loc = StreamingLocalizer(model, PlaceMap(model.descriptor_dim, index_spec=spec),

@@ -98,6 +98,7 @@ def open_session(s: NodeSettings) -> Session:
         raise ValueError(f"map {s.map_path} does not record its model; set the model parameter")
     model: SequenceModel = build_model(spec, window=window.max_len, device=s.device, half=s.half,
                                          runtime=s.runtime)
+    model.warm_up()
     if place_map is None:
         place_map = PlaceMap.for_model(model, window, spec,
                                        index_spec=index_spec(s.map_index, model.descriptor_dim, 0))

@@ -206,6 +206,19 @@ def test_queued_frames_are_encoded_in_one_pass_like_one_by_one(frames):
         assert a.last.source == "cam" and a.last.stamp_ns == b.last.stamp_ns
 
 
+def test_a_session_pays_first_frame_costs_before_the_stream(frames):
+    """On a CPU the default runtime exports the encoder to ONNX Runtime: when the
+    node starts, not on the robot's first frame."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime comes with seqvpr[cpu]")
+    session = open_session(NodeSettings.from_values({
+        "mode": "slam", "model": "efficientnet_lite0+seqgem", "window_max": 3,
+        "device": "cpu"}))
+    runtime = session.localizer.model.encoder.runtime
+    assert runtime is not None and runtime.exports == 1
+    session.process([ReceivedFrame(0, None, "cam", lambda: frames[0])])
+    assert runtime.exports == 1
+
+
 def test_messages_declare_every_field_the_node_sets():
     fields = {}
     for path in (ROOT / "msg").glob("*.msg"):

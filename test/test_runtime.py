@@ -4,6 +4,7 @@ autograd, and clear refusals where it does not apply."""
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import numpy as np
@@ -15,6 +16,7 @@ from seqvpr_core.data import read_image
 from seqvpr_core.maps import PlaceMap
 from seqvpr_core.models import build_model
 from seqvpr_core.models.encoders.efficientnet_lite import grid_mean
+from seqvpr_core.models.runtime import resolve_runtime
 from seqvpr_core.stream import LocalizerConfig, StreamingLocalizer, WindowConfig
 
 pytest.importorskip("onnxruntime", reason="onnxruntime comes with seqvpr[cpu]")
@@ -159,17 +161,40 @@ def test_training_stays_eager(summer):
     assert model.encoder.runtime.exports == 0
 
 
+def _unsupported(*args, **kwargs):
+    raise RuntimeError("Unsupported: ONNX export of operator x\ngraph(...pages...)")
+
+
+def test_auto_takes_onnxruntime_wherever_it_runs(monkeypatch, caplog, summer):
+    assert resolve_runtime("auto", True, torch.device("cpu"), False) == "onnxruntime"
+    assert resolve_runtime("auto", False, torch.device("cpu"), False) == "torch"
+    assert resolve_runtime("auto", True, torch.device("cuda"), False) == "torch"
+    assert resolve_runtime("auto", True, torch.device("cuda"), True) == "torch"
+    assert build_model("pixels+avg", runtime="auto").encoder.runtime is None  # no export
+    model = build_model(LITE0_GRID, runtime="auto")
+    assert model.encoder.runtime is not None
+    frames = _frames(summer, 2)
+    monkeypatch.setattr(torch.onnx, "export", _unsupported)
+    with caplog.at_level(logging.WARNING):
+        features = model.encode_frames(frames)
+    assert "could not be exported to ONNX (Unsupported" in caplog.text
+    assert "runs in torch instead" in caplog.text
+    torch.testing.assert_close(features, build_model(LITE0_GRID).encode_frames(frames),
+                               rtol=0, atol=1e-6)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert build_model(LITE0_GRID, runtime="auto").encoder.runtime is None  # not installed
+
+
 def test_refusals_name_the_problem(monkeypatch):
     with pytest.raises(ValueError, match="runs only in torch"):
         build_model("pixels+avg", runtime="onnxruntime")
     with pytest.raises(ValueError, match="runtime must be one of"):
         build_model(LITE0_GRID, runtime="tensorrt")
+    with pytest.raises(ValueError, match="runtime 'onnxruntime' runs float32 on the CPU; on "
+                                         "cuda in half precision use runtime 'torch'"):
+        resolve_runtime("onnxruntime", True, torch.device("cuda"), True)
     model = build_model(LITE0_GRID, runtime="onnxruntime")
-
-    def unsupported(*args, **kwargs):
-        raise RuntimeError("Unsupported: ONNX export of operator x\ngraph(...pages...)")
-
-    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    monkeypatch.setattr(torch.onnx, "export", _unsupported)
     with pytest.raises(RuntimeError, match=r"EfficientNetLiteEncoder on input \[3, 64, 128\] could "
                                            r"not be exported to ONNX \(Unsupported: ONNX export of "
                                            r"operator x\); use runtime 'torch'"):

@@ -27,9 +27,10 @@ def add_model_options(p: argparse.ArgumentParser, required: bool = True) -> None
                    help="where the model runs; auto picks CUDA when available")
     p.add_argument("--half", action="store_true",
                    help="run the model in float16 (CUDA only)")
-    p.add_argument("--runtime", default="torch", choices=RUNTIMES,
-                   help="encoder inference: torch, or onnxruntime on the CPU (CNN and CCT "
-                        "encoders; 1.3-2x faster per frame, same descriptors)")
+    p.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                   help="encoder inference: onnxruntime (float32 on the CPU, CNN and CCT "
+                        "encoders: 1.2-2.4x faster per frame, same descriptors) or torch; "
+                        "auto: onnxruntime wherever it can run, torch elsewhere")
     p.add_argument("--batch-size", type=int, default=32,
                    help="frames encoded per forward pass")
 
@@ -52,7 +53,9 @@ def load_model_from_args(args: argparse.Namespace, spec: str | dict | None = Non
                          window: int | None = None) -> SequenceModel:
     model = build_model(spec if spec is not None else args.model, window=window,
                         device=args.device, half=args.half, runtime=args.runtime)
-    LOG.info("model %s: %d-d descriptors on %s", model.name, model.descriptor_dim, model.device)
+    runtime = "torch" if model.encoder.runtime is None else "onnxruntime"
+    LOG.info("model %s: %d-d descriptors on %s, encoder in %s", model.name,
+             model.descriptor_dim, model.device, runtime)
     return model
 
 

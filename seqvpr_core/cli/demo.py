@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     winter = read_image_folder(Path(args.data) / "winter")
     window = WindowConfig.fixed(args.window)
     gt = GroundTruth(tolerance=TOLERANCE)
-    model = build_model(args.model, window=args.window)
+    model = build_model(args.model, window=args.window, runtime="auto")
     print(f"seqvpr demo: {model.name}, window {args.window}, "
           f"{len(summer)} summer map frames, {len(winter)} winter query frames")
 

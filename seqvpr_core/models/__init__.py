@@ -24,6 +24,7 @@ from .registry import (
     register_aggregator,
     register_encoder,
 )
+from .runtime import resolve_runtime
 from .sequence_model import SequenceModel, load_model
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -65,7 +66,8 @@ def build_model(spec: str | Path | dict, window: int | None = None, device: str 
     """A model from a checkpoint path, a YAML/JSON config file, a config dict or
     a short name such as ``efficientnet_lite0+seqgem`` (pretrained weights), in
     eval mode on ``device`` (``auto``: CUDA when present), float16 if ``half``,
-    its encoder's inference in ``runtime`` (:mod:`.runtime`)."""
+    its encoder's inference in ``runtime`` (``auto``: ONNX Runtime wherever it
+    can run the encoder; :mod:`.runtime`)."""
     path = None if isinstance(spec, dict) else Path(spec)
     if path is None:
         model = SequenceModel(spec)
@@ -82,10 +84,8 @@ def build_model(spec: str | Path | dict, window: int | None = None, device: str 
     torch_device = resolve_device(device)
     if half and torch_device.type != "cuda":
         raise ValueError("half precision needs a CUDA device")
-    if runtime != "torch" and (torch_device.type != "cpu" or half):
-        raise ValueError(f"runtime {runtime!r} runs float32 on the CPU; on {torch_device}"
-                         f"{' in half precision' if half else ''} use runtime 'torch'")
-    model.encoder.set_runtime(runtime)
+    resolved = resolve_runtime(runtime, model.encoder.exportable, torch_device, half)
+    model.encoder.set_runtime(resolved, fallback=runtime == "auto")
     model = model.to(torch_device)
     return (model.half() if half else model).eval()
 

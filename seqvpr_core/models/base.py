@@ -78,13 +78,16 @@ class FrameEncoder(nn.Module):
     # frames one by one (EfficientNet-Lite; benchmarks/streaming.py, queued column).
     cpu_batch_pixels: int | None = None
 
-    def set_runtime(self, name: str) -> None:
-        """Run inference in ``name`` (:mod:`seqvpr_core.models.runtime`)."""
+    def set_runtime(self, name: str, fallback: bool = False) -> None:
+        """Run inference in ``name``, ``torch`` or ``onnxruntime``
+        (:mod:`seqvpr_core.models.runtime`); ``fallback``: eagerly where export fails."""
         check_runtime(name)
+        if name == "auto":
+            raise ValueError("resolve runtime 'auto' first (build_model does)")
         if name != "torch" and not self.exportable:
             raise ValueError(f"{type(self).__name__} runs only in torch; `seqvpr models` "
                              f"lists the encoders that also run in {name}")
-        self.runtime = None if name == "torch" else OnnxRuntimeModule(self)
+        self.runtime = None if name == "torch" else OnnxRuntimeModule(self, fallback)
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """``forward``, in the chosen runtime for inference, eager whenever

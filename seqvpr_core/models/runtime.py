@@ -10,12 +10,15 @@ operators after the trunk cost as much again in eager overhead per frame.
 
 The runtime is a deployment choice, not part of the model: configs, checkpoints,
 fingerprints and maps are the same in both, and training always runs in PyTorch
-(with autograd enabled the eager path is used).
+(with autograd enabled the eager path is used). ``auto`` (what the CLI and the ROS
+node use unless told otherwise) takes ONNX Runtime wherever it can run the
+encoder, and PyTorch elsewhere (GPU, float16, encoders that do not export).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import operator
 import warnings
 from typing import Any
@@ -23,12 +26,28 @@ from typing import Any
 import torch
 from torch import nn
 
-RUNTIMES = ("torch", "onnxruntime")
+LOG = logging.getLogger(__name__)
+
+RUNTIMES = ("auto", "torch", "onnxruntime")
 
 
 def check_runtime(name: str) -> None:
     if name not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {name!r}")
+
+
+def resolve_runtime(name: str, exportable: bool, device: torch.device, half: bool) -> str:
+    """The runtime ``name`` means for an encoder on ``device``: ``auto`` is ONNX
+    Runtime for float32 on the CPU when the encoder exports and the package is
+    installed, torch otherwise; the others are refused where they cannot run."""
+    check_runtime(name)
+    if name == "auto":
+        runs = exportable and device.type == "cpu" and not half and _installed()
+        return "onnxruntime" if runs else "torch"
+    if name != "torch" and (device.type != "cpu" or half):
+        raise ValueError(f"runtime {name!r} runs float32 on the CPU; on {device}"
+                         f"{' in half precision' if half else ''} use runtime 'torch'")
+    return name
 
 
 # Bumped whenever any module anywhere registers a parameter, buffer or submodule
@@ -78,6 +97,14 @@ class WeightsKey:
                 tuple(map(torch.Tensor.data_ptr, self._tensors)))
 
 
+def _installed() -> bool:
+    try:
+        _onnxruntime()
+    except ImportError:
+        return False
+    return True
+
+
 def _onnxruntime() -> Any:
     try:
         import onnx  # noqa: F401  (torch.onnx.export needs it)
@@ -93,14 +120,17 @@ class OnnxRuntimeModule:
 
     The module is exported on first use for the input's shape (the batch size
     stays free) and again whenever one of its tensors changes, so a model that
-    keeps training or loads new weights never runs a stale graph.
+    keeps training or loads new weights never runs a stale graph. With
+    ``fallback`` (runtime ``auto``) a module that does not export runs eagerly,
+    with a warning, instead of failing.
     """
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, fallback: bool = False) -> None:
         self._ort = _onnxruntime()
         self.module = module
         self.weights_key = WeightsKey(module)
-        self._session: Any = None
+        self.fallback = fallback
+        self._session: Any = None  # None after a failed export with fallback: eager
         self._key: tuple | None = None
         self.exports = 0  # how many times the graph was (re)built
 
@@ -111,6 +141,8 @@ class OnnxRuntimeModule:
         key = (tuple(x.shape[1:]), self.weights_key())
         if key != self._key:
             self._session, self._key = self._export(tuple(x.shape[1:])), key
+        if self._session is None:
+            return self.module(x)
         y = self._session.run(None, {"x": x.detach().contiguous().numpy()})[0]
         return torch.from_numpy(y)
 
@@ -131,11 +163,17 @@ class OnnxRuntimeModule:
                                   opset_version=17, dynamo=False)
         except Exception as e:  # the exporter raises many types, with pages of graph
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise RuntimeError(f"{type(self.module).__name__} on input {list(shape)} could not "
-                               f"be exported to ONNX ({first[:300]}); use runtime 'torch'") from e
+            problem = (f"{type(self.module).__name__} on input {list(shape)} could not be "
+                       f"exported to ONNX ({first[:300]})")
+            if self.fallback:
+                LOG.warning("%s; it runs in torch instead", problem)
+                return None
+            raise RuntimeError(f"{problem}; use runtime 'torch'") from e
         options = self._ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
         self.exports += 1
+        LOG.debug("exported %s on input %s to ONNX Runtime", type(self.module).__name__,
+                  list(shape))
         return self._ort.InferenceSession(graph.getvalue(), options,
                                           providers=["CPUExecutionProvider"])

@@ -170,6 +170,14 @@ class SequenceModel(nn.Module):
         height, width = self.encoder.preprocess.size
         return max(1, budget // (height * width))
 
+    def warm_up(self) -> None:
+        """Encode one blank frame, so that what a first frame pays once (an ONNX
+        export, CUDA start-up) is paid before a stream starts, not on its first frame."""
+        x = torch.zeros(1, 3, *self.encoder.preprocess.size, device=self.device,
+                        dtype=self.dtype)
+        with torch.inference_mode():
+            self.encode(x)
+
     def aggregate(self, features: torch.Tensor) -> torch.Tensor:
         """Frame features [B, T, *frame_shape] -> L2-normalised [B, descriptor_dim]."""
         descriptors = self.aggregator(features)
