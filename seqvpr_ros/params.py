@@ -41,7 +41,7 @@ PARAMS: tuple[Param, ...] = (
     Param("device", "auto", "Where the model runs: auto (CUDA when available), cpu or cuda."),
     Param("half", False, "Run the model in float16 (CUDA only)."),
     Param("runtime", "auto", "Encoder inference: onnxruntime (float32 on the CPU, CNN and "
-                             "CCT encoders; 1.2-2.4x faster per frame) or torch; auto: "
+                             "CCT encoders; 1.1-2.4x faster per frame) or torch; auto: "
                              "onnxruntime wherever it can run, torch elsewhere."),
     Param("window_min", 0, "Shortest window while a stream starts; 0: from the map."),
     Param("window_max", 0, "Window length in frames; 0: from the map."),

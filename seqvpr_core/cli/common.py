@@ -29,7 +29,7 @@ def add_model_options(p: argparse.ArgumentParser, required: bool = True) -> None
                    help="run the model in float16 (CUDA only)")
     p.add_argument("--runtime", default="auto", choices=RUNTIMES,
                    help="encoder inference: onnxruntime (float32 on the CPU, CNN and CCT "
-                        "encoders: 1.2-2.4x faster per frame, same descriptors) or torch; "
+                        "encoders: 1.1-2.4x faster per frame, same descriptors) or torch; "
                         "auto: onnxruntime wherever it can run, torch elsewhere")
     p.add_argument("--batch-size", type=int, default=32,
                    help="frames encoded per forward pass")
