@@ -3,6 +3,7 @@ gradients reach every trainable parameter, and the compatibility check."""
 
 from __future__ import annotations
 
+import copy
 import inspect
 
 import numpy as np
@@ -107,6 +108,22 @@ def test_gradient_reaches_every_trainable_parameter(encoder, aggregator):
     assert trainable or encoder == "pixels"
     dead = [n for n, p in trainable if p.grad is None or not p.grad.abs().sum() > 0]
     assert not dead, f"no gradient reaches {dead}"
+
+
+@pytest.mark.parametrize(("encoder", "aggregator"), PARAMS)
+def test_half_precision_gives_the_float32_descriptors(encoder, aggregator):
+    """What ``--half`` runs on a GPU, here on the CPU's float16 kernels: no NaN from
+    float16 underflow (an empty NetVLAD cluster, GeM of weak activations) and the
+    float32 model's descriptors up to float16 rounding."""
+    torch.manual_seed(0)
+    full = SequenceModel(config(encoder, aggregator), pretrained=False).eval()
+    half = copy.deepcopy(full).half()
+    frames = nordland_frames("summer", 0, 2 * WINDOW)
+    with torch.inference_mode():
+        out = [m.aggregate(m.encode_frames(frames).unflatten(0, (2, WINDOW)))
+               for m in (full, half)]
+    assert out[1].dtype == torch.float16 and torch.isfinite(out[1]).all()
+    torch.testing.assert_close(out[1].float(), out[0], rtol=0, atol=2e-3)
 
 
 def test_incompatible_encoder_and_aggregator_are_refused_clearly():

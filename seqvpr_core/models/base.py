@@ -162,8 +162,21 @@ class FrameHead(nn.Module):
         return l2n(self.fc(x))
 
 
+# Half-precision models (``--half``) compute the two reductions below in float32, as
+# autocast would: in float16 eps=1e-12 rounds to 0, so an all-zero vector (an empty
+# NetVLAD cluster) normalises to NaN, and x**3 of activations below ~0.02 underflows
+# to 0, so GeM of a weak feature map is 0. A no-op cast for float32.
+
+
 def l2n(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    return F.normalize(x, p=2.0, dim=dim, eps=1e-12)
+    return F.normalize(x.float(), p=2.0, dim=dim, eps=1e-12).to(x.dtype)
+
+
+def gem_mean(x: torch.Tensor, p: torch.Tensor, dim: int | tuple[int, ...],
+             eps: float = 1e-6) -> torch.Tensor:
+    """Generalised mean over ``dim`` of ``x`` clamped at ``eps``: (mean x^p)^(1/p)."""
+    p = p.float()
+    return x.float().clamp(min=eps).pow(p).mean(dim).pow(1.0 / p).to(x.dtype)
 
 
 class GeM(nn.Module):
@@ -178,5 +191,4 @@ class GeM(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.p.to(x.dtype)
-        return x.clamp(min=self.eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
+        return gem_mean(x, self.p, (-2, -1), self.eps)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..base import Aggregator, l2n
+from ..base import Aggregator, gem_mean, l2n
 from ..registry import register_aggregator
 from .netvlad import NetVLAD
 
@@ -131,9 +131,7 @@ class AdaptSTformer(Aggregator):
         return torch.stack(states, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.recurrent_states(x)
-        p = self.p.to(y.dtype)
-        pooled = y.clamp(min=1e-6).pow(p).mean(1).pow(1.0 / p)  # SeqGeM per token
+        pooled = gem_mean(self.recurrent_states(x), self.p, 1)  # SeqGeM per token
         return l2n(self.vlad(pooled))
 
 

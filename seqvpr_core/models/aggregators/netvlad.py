@@ -71,10 +71,14 @@ class NetVLAD(nn.Module):
         self._set_assignment(centres.to(self.centroids), float(-math.log(0.01) / gap))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = l2n(x)
-        a = F.softmax(self.assign(x), dim=-1)  # [B, M, K]
-        vlad = torch.einsum("bmk,bmd->bkd", a, x) - a.sum(1).unsqueeze(-1) * self.centroids
-        return l2n(l2n(vlad, dim=-1).flatten(1))
+        # In float32 for half-precision models too: assignment logits reach ~2 alpha
+        # (~200), where float16 steps by 0.125, and every weight would be off by ~13%.
+        dtype, x = x.dtype, l2n(x.float())
+        logits = F.linear(x, self.assign.weight.float(), self.assign.bias.float())
+        a = logits.softmax(-1)  # [B, M, K]
+        vlad = (torch.einsum("bmk,bmd->bkd", a, x)
+                - a.sum(1).unsqueeze(-1) * self.centroids.float())
+        return l2n(l2n(vlad, dim=-1).flatten(1)).to(dtype)
 
 
 class SeqVLAD(Aggregator):

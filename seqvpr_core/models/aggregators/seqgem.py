@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..base import Aggregator, l2n
+from ..base import Aggregator, gem_mean, l2n
 from ..registry import register_aggregator
 
 
@@ -24,8 +24,7 @@ class SeqGeM(Aggregator):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_length(x.shape[1])
-        p = self.p.to(x.dtype)
-        return l2n(x.clamp(min=self.eps).pow(p).mean(1).pow(1.0 / p))
+        return l2n(gem_mean(x, self.p, 1, self.eps))
 
 
 @register_aggregator("seqgem")

@@ -272,10 +272,10 @@ class EfficientNetLiteEncoder(FrameEncoder):
         fmap = self.trunk(x)
         if self.pool_grid == (1, 1):
             return l2n(self.pool(fmap))
-        p = self.pool.p.to(fmap.dtype)
-        cells = grid_mean(fmap.clamp(min=self.pool.eps).pow(p), self.pool_grid)
+        p = self.pool.p.float()  # GeM per cell in float32, as base.gem_mean
+        cells = grid_mean(fmap.float().clamp(min=self.pool.eps).pow(p), self.pool_grid)
         cells = l2n(cells.pow(1.0 / p).flatten(2), dim=1)  # [B, C, cells], each cell unit
-        return l2n(cells.flatten(1))
+        return l2n(cells.flatten(1)).to(fmap.dtype)
 
 
 def grid_mean(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
