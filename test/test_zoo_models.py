@@ -1,5 +1,6 @@
 """Every registered model: streaming on real Nordland frames, save -> load bit for bit,
-gradients reach every trainable parameter, and the compatibility check."""
+gradients reach every trainable parameter, float16 gives the float32 descriptors, and
+the compatibility check."""
 
 from __future__ import annotations
 
