@@ -51,7 +51,8 @@ def main() -> None:
     p.add_argument("--model", default="pixels+avg")
     p.add_argument("--window", type=int, default=10)
     p.add_argument("--index", default="flat", choices=("flat", "hnsw"))
-    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnxruntime"))
+    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnxruntime"),
+                   help="the encoder's runtime, as the node's `runtime` parameter")
     args = p.parse_args()
     setup(args.threads)
     from seqvpr_core.maps import PlaceMap
@@ -60,7 +61,7 @@ def main() -> None:
     from seqvpr_core.stream import LocalizerConfig, StreamingLocalizer, WindowConfig
 
     model = build_model(args.model, runtime=args.runtime)
-    print(f"encoder runtime: {'torch' if model.encoder.runtime is None else 'onnxruntime'}")
+    print(f"encoder runtime: {model.encoder.runtime_name}")
     frames = nordland_frames("summer") + nordland_frames("winter")
     spec = index_spec(args.index, model.descriptor_dim, 0)
     loc = StreamingLocalizer(model, PlaceMap(model.descriptor_dim, index_spec=spec),

@@ -53,9 +53,8 @@ def load_model_from_args(args: argparse.Namespace, spec: str | dict | None = Non
                          window: int | None = None) -> SequenceModel:
     model = build_model(spec if spec is not None else args.model, window=window,
                         device=args.device, half=args.half, runtime=args.runtime)
-    runtime = "torch" if model.encoder.runtime is None else "onnxruntime"
     LOG.info("model %s: %d-d descriptors on %s, encoder in %s", model.name,
-             model.descriptor_dim, model.device, runtime)
+             model.descriptor_dim, model.device, model.encoder.runtime_name)
     return model
 
 

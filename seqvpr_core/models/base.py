@@ -89,6 +89,11 @@ class FrameEncoder(nn.Module):
                              f"lists the encoders that also run in {name}")
         self.runtime = None if name == "torch" else OnnxRuntimeModule(self, fallback)
 
+    @property
+    def runtime_name(self) -> str:
+        """Where inference runs, for logs: ``torch`` or ``onnxruntime``."""
+        return "torch" if self.runtime is None else "onnxruntime"
+
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """``forward``, in the chosen runtime for inference, eager whenever
         autograd may need it."""
