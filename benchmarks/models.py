@@ -30,7 +30,7 @@ MODELS: dict[str, dict] = {
                                "aggregator": "seqgem"},
     "resnet50+fc": {"encoder": {"name": "resnet50", "fc_dim": 512},
                     "aggregator": {"name": "fc", "length": 0}},
-    "vgg16+seqnet": {"encoder": "vgg16", "aggregator": {"name": "seqnet", "length": 0}},
+    "vgg16+seqnet": {"encoder": "vgg16", "aggregator": "seqnet"},
     "resnet18/l3+seqvlad": {"encoder": {"name": "resnet18", "layer3_crop": True, "pool": "none"},
                             "aggregator": "seqvlad"},
     "cct224+seqvlad": {"encoder": "cct224", "aggregator": "seqvlad"},

@@ -62,7 +62,6 @@ def test_adapt_stformer_is_recurrent_so_order_matters():
 
 FIXED = {
     "fc": ({"in_dim": C}, (C,)),
-    "seqnet": ({"in_dim": C, "out_dim": 16}, (C,)),
     "mixer": ({"in_dim": C, "out_rows": 2, "out_cols": 8}, (C,)),
     "stformer": ({"in_dim": C, "grid": GRID, "heads": 4, "clusters": 4}, (N, C)),
 }
@@ -80,14 +79,22 @@ def test_fixed_length_aggregators_refuse_other_lengths(name):
                 agg(torch.rand(2, t, *frame))
 
 
-def test_seqnet_is_a_temporal_convolution_then_mean():
-    agg = _agg("seqnet", length=5, in_dim=C, out_dim=16, kernel=3)
-    x = torch.rand(2, 5, C)
+@pytest.mark.parametrize("length", [3, 5, 8])
+def test_seqnet_is_a_temporal_convolution_then_mean_at_any_length(length):
+    agg = _agg("seqnet", in_dim=C, out_dim=16, kernel=3)
+    x = torch.rand(2, length, C)
     w, b = agg.conv.weight, agg.conv.bias  # [16, C, 3]
-    steps = [torch.einsum("ock,bkc->bo", w, x[:, s:s + 3]) + b for s in range(3)]
+    steps = [torch.einsum("ock,bkc->bo", w, x[:, s:s + 3]) + b
+             for s in range(length - 2)]
     expected = torch.nn.functional.normalize(torch.stack(steps).mean(0), dim=1)
     with torch.no_grad():
         torch.testing.assert_close(agg(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_seqnet_refuses_windows_shorter_than_its_kernel():
+    agg = _agg("seqnet", in_dim=C, out_dim=16, kernel=3)
+    with pytest.raises(ValueError, match="at least 3 frames"):
+        agg(torch.rand(1, 2, C))
 
 
 def _temporal_attention(window=3, length=4):

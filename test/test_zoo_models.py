@@ -52,7 +52,9 @@ def test_every_registered_model_has_a_small_test_config():
 
 
 def _window(model: SequenceModel) -> WindowConfig:
-    return WindowConfig.fixed(WINDOW) if not model.variable_length else WindowConfig(2, 4)
+    if not model.variable_length:
+        return WindowConfig.fixed(WINDOW)
+    return WindowConfig(max(2, model.min_length), 4)
 
 
 @pytest.mark.parametrize(("encoder", "aggregator"), PARAMS)
@@ -101,7 +103,7 @@ def test_streams_real_frames_and_reloads_bit_for_bit(encoder, aggregator, tmp_pa
 def test_gradient_reaches_every_trainable_parameter(encoder, aggregator):
     torch.manual_seed(0)
     model = SequenceModel(config(encoder, aggregator), pretrained=False).train()
-    t = WINDOW if not model.variable_length else 2
+    t = WINDOW if not model.variable_length else max(2, model.min_length)
     clips = torch.randn(2, t, 3, *model.encoder.preprocess.size)
     out = model(clips)
     (out * torch.randn_like(out)).sum().backward()

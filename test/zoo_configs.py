@@ -35,7 +35,7 @@ SMALL_AGGREGATORS: dict[str, dict] = {
     "none": {},
     "seqgem": {},
     "fc": {"length": WINDOW, "out_dim": 32},
-    "seqnet": {"length": WINDOW, "out_dim": 64},
+    "seqnet": {"out_dim": 64, "kernel": 3},
     "mixer": {"length": WINDOW, "depth": 2, "out_rows": 2, "out_cols": 32},
     "seqvlad": {"clusters": 4},
     "stformer": {"length": WINDOW, "heads": 4, "clusters": 4},

@@ -7,10 +7,10 @@ import logging
 import sys
 
 from .. import __version__
-from . import build_map, demo, eval, localize, models, train
+from . import build_map, convert, demo, eval, localize, models, reference_check, train
 from .common import set_threads
 
-SUBCOMMANDS = (demo, build_map, localize, eval, models, train)
+SUBCOMMANDS = (demo, build_map, localize, eval, models, train, convert, reference_check)
 
 
 def build_parser() -> argparse.ArgumentParser:

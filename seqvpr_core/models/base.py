@@ -115,6 +115,9 @@ class Aggregator(nn.Module):
     """
 
     length: int | None = None
+    # The shortest window a variable-length aggregator takes (a temporal convolution
+    # of width w needs w frames).
+    min_length: int = 1
     # What one frame's features must be: "vector" [D], "tokens" [N, C] on a
     # grid, or "any" (a global vector counts as a single token).
     input_kind: str = "vector"
@@ -129,6 +132,9 @@ class Aggregator(nn.Module):
     def check_length(self, t: int) -> None:
         if t < 1:
             raise ValueError("cannot aggregate an empty window (0 frames)")
+        if t < self.min_length:
+            raise ValueError(f"{type(self).__name__} needs windows of at least "
+                             f"{self.min_length} frames, got {t}")
         if self.length is not None and t != self.length:
             raise ValueError(
                 f"{type(self).__name__} needs windows of exactly {self.length} frames, "

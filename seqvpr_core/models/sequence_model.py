@@ -99,6 +99,11 @@ class SequenceModel(nn.Module):
         return self.aggregator.length
 
     @property
+    def min_length(self) -> int:
+        """The shortest window the aggregator takes."""
+        return self.aggregator.length or self.aggregator.min_length
+
+    @property
     def device(self) -> torch.device:
         return self._placement()[0]
 

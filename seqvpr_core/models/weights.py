@@ -18,6 +18,34 @@ LOG = logging.getLogger(__name__)
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "teacher")
 
 
+def _numpy_globals() -> list:
+    """The numpy types real training files hold (recalls, best scores as numpy
+    scalars and arrays), under their numpy 1 and numpy 2 module names: exactly these
+    are allowed besides what ``weights_only`` allows, so no pickled code ever runs."""
+    import numpy as np
+
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray
+    allowed: list = [np.ndarray, np.dtype]
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed += [(multiarray.scalar, f"{module}.scalar"),
+                    (multiarray._reconstruct, f"{module}._reconstruct")]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles dtypes by class
+    if dtypes is not None:
+        allowed += [getattr(dtypes, n) for n in dir(dtypes)
+                    if n.endswith("DType") and n != "ObjectDType"]
+    return allowed
+
+
+def safe_load(path: str | os.PathLike) -> object:
+    """``torch.load`` without executing pickled code: tensors, containers, numbers,
+    strings, plus the numpy scalars/arrays of released training checkpoints."""
+    with torch.serialization.safe_globals(_numpy_globals()):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def missing_weights_error(encoder: str, weights: str | os.PathLike | None,
                           formats: str) -> FileNotFoundError:
     """The error for ``pretrained=True`` without a usable local weight file."""
@@ -46,7 +74,7 @@ def read_state_dict(path: str | os.PathLike, encoder: str, formats: str) -> dict
     if not path.is_file():
         raise missing_weights_error(encoder, path, formats)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = safe_load(path)
     except Exception as exc:
         raise ValueError(f"cannot read weights {path} for {encoder!r}: {exc}") from exc
     while isinstance(state, dict):

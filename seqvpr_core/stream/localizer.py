@@ -124,6 +124,10 @@ class StreamingLocalizer:
                 f"model {model.name} needs windows of exactly {model.fixed_length} frames, "
                 f"but the window is {w.min_len}..{w.max_len}; set both to "
                 f"{model.fixed_length} or use a variable-length aggregator")
+        if w.min_len < model.min_length:
+            raise ValueError(f"model {model.name} needs windows of at least "
+                             f"{model.min_length} frames, but the shortest window is "
+                             f"{w.min_len}; raise --min-len")
         place_map.check_model(model.fingerprint(), model.descriptor_dim)
         self.model, self.map, self.config = model.eval(), place_map, config
         self.ring: FeatureRing[FrameInfo] = FeatureRing(w.max_len, model.frame_shape,

@@ -1,11 +1,11 @@
-"""Learned fusion of a fixed-length window of frame vectors: ``fc`` and ``seqnet``.
+"""Learned fusion of a window of frame vectors: ``fc`` (fixed length) and ``seqnet``.
 
 - ``fc`` (intermediate fusion, the learned baseline of Mereu et al., SeqVLAD,
   RA-L 2022): flatten the L x D matrix and project it with one linear layer.
 - ``seqnet``: Garg & Milford, "SeqNet: Learning Descriptors for Sequence-Based
   Hierarchical Place Recognition", RA-L 2021: a 1-D temporal convolution of
   width w over the frame descriptors, averaged over the remaining time steps,
-  then L2-normalised. Trained for one sequence length L.
+  then L2-normalised; length-agnostic (any window of at least w frames).
 """
 
 from __future__ import annotations
@@ -36,23 +36,28 @@ class FlattenFC(Aggregator):
 
 
 class SeqNet(Aggregator):
-    """[B, L, D] -> conv1d over time (width w) -> temporal mean -> L2."""
+    """[B, T, D] -> conv1d over time (width w) -> temporal mean -> L2.
 
-    def __init__(self, length: int, in_dim: int, out_dim: int = 4096,
-                 kernel: int | None = None) -> None:
+    Any window of at least w frames: the authors train at one L and evaluate the
+    same weights at others (their README trains at L=10 and tests at L=5)."""
+
+    def __init__(self, in_dim: int, out_dim: int = 4096, kernel: int = 5) -> None:
         super().__init__()
-        kernel = kernel or min(5, length)
-        if not 1 <= kernel <= length:
-            raise ValueError(f"seqnet kernel must be 1..length={length}, got {kernel}")
-        self.length = int(length)
+        if kernel < 1:
+            raise ValueError(f"seqnet kernel must be >= 1, got {kernel}")
+        self.min_length = int(kernel)
         self.conv = nn.Conv1d(in_dim, out_dim, kernel)
 
     def out_dim(self, in_dim: int) -> int:
         return self.conv.out_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def temporal_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution averaged over its output steps, before the L2 norm."""
         self.check_length(x.shape[1])
-        return l2n(self.conv(x.transpose(1, 2)).mean(-1))
+        return self.conv(x.transpose(1, 2)).mean(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return l2n(self.temporal_mean(x))
 
 
 @register_aggregator()
@@ -62,6 +67,6 @@ def fc(length: int, in_dim: int, out_dim: int | None = None) -> FlattenFC:
 
 
 @register_aggregator()
-def seqnet(length: int, in_dim: int, out_dim: int = 4096, kernel: int | None = None) -> SeqNet:
-    """SeqNet temporal convolution (4096-d, w = min(5, L) by default)."""
-    return SeqNet(length, in_dim, out_dim, kernel)
+def seqnet(in_dim: int, out_dim: int = 4096, kernel: int = 5) -> SeqNet:
+    """SeqNet temporal convolution (4096-d, w = 5 as in the authors' class)."""
+    return SeqNet(in_dim, out_dim, kernel)

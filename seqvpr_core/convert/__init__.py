@@ -1,0 +1,87 @@
+"""The authors' checkpoints as seqvpr models, and the check that they compute what
+the authors' code computes.
+
+Two registries, filled on import of this package (one module per family of
+releases, e.g. :mod:`.seqnet`):
+
+- converters, by release format (``seqvpr convert --from FORMAT``):
+  ``fn(release, config) -> SequenceModel``. ``release`` is the file as loaded by
+  :func:`~seqvpr_core.models.weights.safe_load` (wrappers and all); ``config`` is
+  the user's ``--config`` (a partial model config for what the file does not
+  determine, e.g. the frame encoder of a head-only file). The result is an
+  ordinary seqvpr model: ``build-map``, ``localize``, ``eval`` and the node take it.
+- fixture runners, by the ``generator`` of a reference fixture
+  (``../shared/reference/*/fixture.json``): ``fn(fixture) -> outputs``, each output
+  computed by a model made with the converter (:mod:`.reference`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..models import SequenceModel
+from ..models.weights import safe_load
+
+Converter = Callable[[Any, dict[str, Any]], SequenceModel]
+
+CONVERTERS: dict[str, Converter] = {}
+FIXTURE_RUNNERS: dict[str, Callable] = {}
+
+
+def register_converter(name: str):
+    """Decorator: ``fn(release, config) -> SequenceModel`` for ``--from name``."""
+    def wrap(fn: Converter) -> Converter:
+        if name in CONVERTERS:
+            raise ValueError(f"converter {name!r} is registered twice")
+        CONVERTERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def register_fixture(generator: str):
+    """Decorator: the runner of the reference fixtures made by ``generator``."""
+    def wrap(fn: Callable) -> Callable:
+        if generator in FIXTURE_RUNNERS:
+            raise ValueError(f"fixture runner {generator!r} is registered twice")
+        FIXTURE_RUNNERS[generator] = fn
+        return fn
+
+    return wrap
+
+
+def list_formats() -> list[str]:
+    return sorted(CONVERTERS)
+
+
+def read_release(path: str | os.PathLike) -> Any:
+    """A released checkpoint, read without running pickled code."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return safe_load(path)
+    except Exception as exc:  # noqa: BLE001  (torch raises many kinds for a bad file)
+        raise ValueError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+def convert(fmt: str, path: str | os.PathLike, config: dict[str, Any] | None = None
+            ) -> SequenceModel:
+    """The model in ``path``, a release of format ``fmt``, in eval mode."""
+    if fmt not in CONVERTERS:
+        raise ValueError(f"unknown checkpoint format {fmt!r}; known: {list_formats()}")
+    release = read_release(path)
+    try:
+        model = CONVERTERS[fmt](release, dict(config or {}))
+    except ValueError as exc:
+        raise ValueError(f"{path} (--from {fmt}): {exc}") from None
+    return model.eval()
+
+
+from . import seqnet  # noqa: E402, F401  (registration on import)
+
+__all__ = ["CONVERTERS", "FIXTURE_RUNNERS", "convert", "list_formats", "read_release",
+           "register_converter", "register_fixture"]
