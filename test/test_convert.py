@@ -18,7 +18,7 @@ FIXTURES = sorted(p for p in REFERENCE.glob("*") if (p / "fixture.json").is_file
 # Fixtures whose runner is not written yet: each must fail (strict xfail), and leaves
 # this set the moment it passes.
 PENDING = {"adapt_stformer", "dinov2_vits14", "jist_resnet18_seqgem", "mixvpr_aggregator",
-           "netvlad_v1", "netvlad_v2", "stformer", "vgt_cat_gem", "vgt_fc_gem",
+           "stformer", "vgt_cat_gem", "vgt_fc_gem",
            "vgt_seqvlad_cnn", "vgt_seqvlad_tokens", "vgt_tvgnet_cct384_seqvlad"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -181,18 +182,35 @@ def test_deformable_attention_cost_grows_linearly_with_tokens():
 
 
 def test_netvlad_kmeans_init_assigns_to_nearest_centre():
+    """The authors' vladv1 init (SeqVLAD's): no bias, nearest centre ~100x likelier."""
     torch.manual_seed(0)
     centres = torch.nn.functional.normalize(torch.randn(4, C), dim=1)
     feats = (centres.repeat(50, 1) + 0.01 * torch.randn(200, C))
     found = kmeans(torch.nn.functional.normalize(feats, dim=1), 4)
     assert torch.cdist(found, centres).min(dim=0).values.max() < 0.05
     vlad = NetVLAD(C, 4)
-    vlad.init_from_features(feats)
+    alpha = vlad.init_from_features(feats)
+    assert vlad.assign.bias is None and alpha > 0
     soft = vlad.assign(torch.nn.functional.normalize(feats, dim=1)).softmax(-1)
     nearest = torch.cdist(feats, vlad.centroids.detach()).argmin(1)
     assert (soft.argmax(1) == nearest).all() and soft.max(1).values.mean() > 0.9
     with pytest.raises(ValueError, match="at least 4 features"):
         kmeans(torch.randn(3, C), 4)
+
+
+def test_netvlad_vladv2_init_is_the_authors_formula():
+    """Nanne's vladv2: w = 2 alpha c, b = -alpha |c|, alpha from squared *indices*."""
+    torch.manual_seed(1)
+    centres, descs = torch.rand(4, C), torch.rand(40, C)
+    vlad = NetVLAD(C, 4, init="vladv2")
+    alpha = vlad.init_params(centres, descs)
+    nearest = torch.cdist(centres, descs).argsort(1)[:, :2].double() ** 2
+    assert alpha == pytest.approx(-np.log(0.01) / float((nearest[:, 1] - nearest[:, 0]).mean()))
+    torch.testing.assert_close(vlad.assign.weight, 2 * alpha * centres)
+    torch.testing.assert_close(vlad.assign.bias, -alpha * centres.norm(dim=1))
+    assert _agg("seqvlad", in_dim=C, clusters=4, init="vladv2").vlad.assign.bias is not None
+    with pytest.raises(ValueError, match="init must be one of"):
+        NetVLAD(C, 4, init="paper")
 
 
 def test_seqvlad_is_netvlad_over_all_tokens_of_all_frames():

@@ -81,7 +81,7 @@ def convert(fmt: str, path: str | os.PathLike, config: dict[str, Any] | None = N
     return model.eval()
 
 
-from . import seqnet  # noqa: E402, F401  (registration on import)
+from . import netvlad, seqnet  # noqa: E402, F401  (registration on import)
 
 __all__ = ["CONVERTERS", "FIXTURE_RUNNERS", "convert", "list_formats", "read_release",
            "register_converter", "register_fixture"]
