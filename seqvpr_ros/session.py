@@ -93,7 +93,9 @@ def open_session(s: NodeSettings) -> Session:
     """Load map and model, check they belong together, build the localizer."""
     place_map = PlaceMap.load(s.map_path) if s.map_path else None
     window = _window(s, place_map.window if place_map else {})
-    spec = s.model or (place_map.model.get("config") if place_map else None)
+    # the map's own checkpoint (older maps: its recorded config); a model parameter
+    # must be the same model (the localizer checks the fingerprint)
+    spec = s.model or (place_map.model_spec() if place_map else None)
     if not spec:
         raise ValueError(f"map {s.map_path} does not record its model; set the model parameter")
     model: SequenceModel = build_model(spec, window=window.max_len, device=s.device, half=s.half,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from seqvpr_core.maps import Keyframe, MapFormatError, PlaceMap
-from seqvpr_core.maps.indexes import auto_kind, index_spec, train_size
+from seqvpr_core.maps.indexes import auto_choice, index_spec, train_size
 
 DIM, N = 32, 2000  # 4-bit PQ (16 centroids) trains on a few hundred entries: fast tests
 
@@ -163,8 +163,8 @@ def test_damaged_index_is_refused(built, tmp_path):
 
 
 def test_index_spec_choices():
-    assert auto_kind(1000, 512) == "flat" and auto_kind(10_000, 512) == "hnsw"
-    assert auto_kind(1_000_000, 512) == "ivf-pq"
+    assert auto_choice(1000, 512)[0] == "flat" and auto_choice(10_000, 512)[0] == "hnsw"
+    assert auto_choice(1_000_000, 512)[0] == "ivf-pq"
     assert index_spec("ivf-pq", 512, 1_000_000) == "IVF1024,PQ64np"
     # auto at city scale: PCA (+ rotation) in front centres coned descriptors; SQ8 re-ranks
     assert index_spec("auto", 896, 1_000_000) == "PCAR512,L2norm,IVF1024,PQ64np,Refine(SQ8)"

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..data import FrameSource, KeyframeSpacing, read_bag, read_image_folder
-from ..maps import PlaceMap
-from ..maps.indexes import KINDS, auto_kind, index_spec
-from ..maps.place_map import METRICS
-from ..stream import LocalizerConfig, StreamingLocalizer, replay
-from .common import (
-    LOG,
-    add_model_options,
-    add_window_options,
-    load_model_from_args,
-    window_from_args,
-)
+from ..catalog import INDEX_KINDS, METRICS
+from .common import LOG, add_model_options, add_window_options, load_model_and_window
+
+if TYPE_CHECKING:
+    from ..data import FrameSource
 
 
 def add_source_options(p: argparse.ArgumentParser, what: str) -> None:
@@ -36,6 +30,8 @@ def add_source_options(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def source_from_args(args: argparse.Namespace) -> FrameSource:
+    from ..data import KeyframeSpacing, read_bag, read_image_folder
+
     spacing = KeyframeSpacing(args.min_distance, args.min_interval)
     if args.images is not None:
         if args.topic or args.odom_topic or spacing.enabled:
@@ -63,9 +59,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="map directory to write (replaced atomically)")
     p.add_argument("--metric", default="ip", choices=METRICS,
                    help="inner product (cosine on normalised descriptors) or L2")
-    p.add_argument("--index", default="auto", choices=KINDS,
+    p.add_argument("--index", default="auto", choices=INDEX_KINDS,
                    help="FAISS index: exact flat, hnsw (graph, grows online), ivf-flat, ivf-pq "
-                        "(compact codes); auto picks from the number of map windows")
+                        "(compact codes); auto: exact while a query takes at most 1 ms on one "
+                        "core, approximate beyond (it says which and why)")
     p.add_argument("--pca", type=int, default=None, metavar="DIM",
                    help="project descriptors to DIM dims by PCA learned from the map itself")
     add_model_options(p)
@@ -74,23 +71,26 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    window = window_from_args(args)
-    model = load_model_from_args(args, window=window.max_len)
+    from ..maps import PlaceMap
+    from ..maps.indexes import auto_choice, index_spec
+    from ..stream import LocalizerConfig, StreamingLocalizer, replay
+
+    model, window = load_model_and_window(args)
     source = source_from_args(args)
     n_windows = max(0, (len(source) - window.min_len) // window.stride + 1)
+    if not n_windows:
+        raise ValueError(f"{source.name}: {len(source)} frames make no window of "
+                         f"{window.min_len} frames; nothing to map")
     spec = index_spec(args.index, model.descriptor_dim, n_windows, args.pca, args.metric)
-    kind = auto_kind(n_windows, args.pca or model.descriptor_dim) if args.index == "auto" \
-        else args.index
-    print(f"index: {spec} ({kind}{', chosen by auto' if args.index == 'auto' else ''} "
-          f"for {n_windows} windows)")
+    why = auto_choice(n_windows, args.pca or model.descriptor_dim)[1] \
+        if args.index == "auto" else f"{args.index}, as asked"
+    print(f"index: {spec} ({why})")
     place_map = PlaceMap.for_model(model, window, args.model, args.metric, spec)
     mapper = StreamingLocalizer(model, place_map, LocalizerConfig("mapping", window))
     for _ in replay(mapper, source, args.batch_size):
         pass
-    if not len(place_map):
-        raise ValueError(f"{source.name}: {len(source)} frames make no window of "
-                         f"{window.min_len} frames; nothing to map")
     path = place_map.save(args.out)
     LOG.info("wrote %d map entries from %d frames to %s", len(place_map), len(source), path)
-    print(f"map: {len(place_map)} entries ({model.descriptor_dim}-d, {model.name}) -> {path}")
+    print(f"map: {len(place_map)} entries ({model.descriptor_dim}-d, {model.name}) and its "
+          f"model -> {path}")
     return 0

@@ -1,28 +1,31 @@
-"""Options and helpers shared by several subcommands."""
+"""Options and helpers shared by several subcommands.
+
+Only light imports at module level (see :mod:`.main`): the option builders run for
+``--help``; the helpers that load models import torch when they are called.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
-from ..models import (
-    SequenceModel,
-    build_model,
-    list_aggregators,
-    list_encoders,
-)
-from ..models.runtime import RUNTIMES
-from ..stream import WindowConfig
+from ..catalog import AGGREGATORS, ENCODERS, RUNTIMES
+
+if TYPE_CHECKING:
+    from ..models import SequenceModel
+    from ..stream import WindowConfig
 
 LOG = logging.getLogger("seqvpr")
+DEFAULT_WINDOW = 10  # frames, for models that take any window length
 
 
-def add_model_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+def add_model_options(p: argparse.ArgumentParser, required: bool = True,
+                      what: str = "") -> None:
     p.add_argument("--model", required=required, metavar="SPEC",
-                   help="a checkpoint (.pt), a model config (.yaml/.json) or "
+                   help=f"{what}a checkpoint (.pt), a model config (.yaml/.json) or "
                         "'encoder+aggregator' with pretrained weights; encoders: "
-                        f"{', '.join(list_encoders())}; aggregators: "
-                        f"{', '.join(list_aggregators())}")
+                        f"{', '.join(ENCODERS)}; aggregators: {', '.join(AGGREGATORS)}")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where the model runs; auto picks CUDA when available")
     p.add_argument("--half", action="store_true",
@@ -35,27 +38,41 @@ def add_model_options(p: argparse.ArgumentParser, required: bool = True) -> None
                    help="frames encoded per forward pass")
 
 
-def add_window_options(p: argparse.ArgumentParser, default: int | None = 10) -> None:
-    p.add_argument("--window", type=int, default=default, metavar="L",
-                   help="window length in frames (sets --min-len and --max-len)")
+def add_window_options(p: argparse.ArgumentParser,
+                       default: str = "the model's own length if it has one, else "
+                                      f"{DEFAULT_WINDOW}") -> None:
+    p.add_argument("--window", type=int, default=None, metavar="L",
+                   help=f"window length in frames (sets --min-len and --max-len; default: "
+                        f"{default})")
     p.add_argument("--min-len", type=int, default=None,
                    help="shortest window, used while a stream starts (default: --window)")
-    p.add_argument("--stride", type=int, default=1, help="new frames between two windows")
-
-
-def window_from_args(args: argparse.Namespace) -> WindowConfig:
-    if args.window is None:
-        raise SystemExit("error: give --window")
-    return WindowConfig(args.min_len or args.window, args.window, args.stride)
+    p.add_argument("--stride", type=int, default=None,
+                   help="new frames between two windows (default: 1)")
 
 
 def load_model_from_args(args: argparse.Namespace, spec: str | dict | None = None,
                          window: int | None = None) -> SequenceModel:
+    from ..models import build_model
+
     model = build_model(spec if spec is not None else args.model, window=window,
                         device=args.device, half=args.half, runtime=args.runtime)
     LOG.info("model %s: %d-d descriptors on %s, encoder in %s", model.name,
              model.descriptor_dim, model.device, model.encoder.runtime_name)
     return model
+
+
+def load_model_and_window(args: argparse.Namespace) -> tuple[SequenceModel, WindowConfig]:
+    """The model of ``--model`` and the windows of ``--window/--min-len/--stride``,
+    checked against each other before any frame is read: a fixed-length model
+    (cat, fc, mixer, a trained checkpoint) takes only its own length, and is the
+    default length when --window is not given."""
+    from ..stream import WindowConfig, check_window
+
+    model = load_model_from_args(args, window=args.window or DEFAULT_WINDOW)
+    length = args.window or model.fixed_length or DEFAULT_WINDOW
+    window = WindowConfig(args.min_len or length, length, args.stride or 1)
+    check_window(model, window)
+    return model, window
 
 
 def set_threads(n: int) -> None:

@@ -10,20 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm import tqdm
-
-from ..atomic import write_json
-from ..data import read_image, read_image_folder
-from ..eval import GroundTruth, recall_at_k, window_positives
-from ..eval.evaluate import encode_traversal, evaluate, frame_spans, ranked_ids
-from ..eval.report import plot_recall_curves
-from ..maps import PlaceMap
-from ..models import build_model
-from ..stream import LocalizerConfig, StreamingLocalizer, WindowConfig, replay
-from .common import set_threads
-from .localize_output import write_csv
+from . import STARTED
 
 PACKAGE = Path(__file__).resolve().parent.parent
 DEMO_DATA = PACKAGE / "demo_data" / "nordland"
@@ -39,32 +26,62 @@ def add_parser(sub) -> None:
                                    "single-frame and sequence Recall@1/5 and writes a plot.")
     p.add_argument("--out", default="seqvpr-demo", help="folder for the map, matches, report "
                                                         "and plot")
-    p.add_argument("--model", default=DEMO_MODEL, metavar="SPEC",
-                   help="model spec (default: EfficientNet-Lite0 grid features + cat, "
-                        f"{DEMO_MODEL.name})")
-    p.add_argument("--window", type=int, default=DEMO_WINDOW, help="window length in frames")
+    p.add_argument("--model", default=None, metavar="SPEC",
+                   help="model spec (default: EfficientNet-Lite0 grid features concatenated "
+                        f"over the window, {DEMO_MODEL.name})")
+    p.add_argument("--window", type=int, default=None, metavar="L",
+                   help="window length in frames (default: the model's own length if it has "
+                        f"one, else {DEMO_WINDOW}; the default model concatenates any length)")
     p.add_argument("--data", default=str(DEMO_DATA),
                    help="folder with summer/ and winter/ frame-aligned image folders")
     p.set_defaults(run=run)
 
 
+def _demo_model(window: int | None) -> dict:
+    """The default model's config, concatenating ``window`` frames when given: its
+    aggregator has no weights, so any length is the same model."""
+    import yaml
+
+    config = yaml.safe_load(DEMO_MODEL.read_text())
+    if window is not None:
+        config["aggregator"]["length"] = window
+    return config
+
+
 def run(args: argparse.Namespace) -> int:
-    t_start = time.perf_counter()
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from ..atomic import write_json
+    from ..data import read_image, read_image_folder
+    from ..eval import GroundTruth, recall_at_k, window_positives
+    from ..eval.evaluate import encode_traversal, evaluate, frame_spans, ranked_ids
+    from ..eval.report import plot_recall_curves
+    from ..maps import PlaceMap
+    from ..models import build_model
+    from ..stream import LocalizerConfig, StreamingLocalizer, WindowConfig, check_window, replay
+    from .common import set_threads
+    from .localize_output import write_csv
+
     if args.threads is None:
         # One frame at a time on 64x32 images: intra-op threads only add barrier waits,
         # which stall badly when anything else shares the two cores.
         set_threads(1)
     out = Path(args.out)
+    spec = args.model or _demo_model(args.window)
+    model = build_model(spec, window=args.window or DEMO_WINDOW, runtime="auto")
+    length = args.window or model.fixed_length or DEMO_WINDOW
+    window = WindowConfig.fixed(length)
+    check_window(model, window)  # a fixed-length --model given another --window
     summer = read_image_folder(Path(args.data) / "summer")
     winter = read_image_folder(Path(args.data) / "winter")
-    window = WindowConfig.fixed(args.window)
     gt = GroundTruth(tolerance=TOLERANCE)
-    model = build_model(args.model, window=args.window, runtime="auto")
-    print(f"seqvpr demo: {model.name}, window {args.window}, "
+    print(f"seqvpr demo: {model.name}, window {length}, "
           f"{len(summer)} summer map frames, {len(winter)} winter query frames")
 
     # 1. map the summer traversal and save it (atomic, validated on load)
-    place_map = PlaceMap.for_model(model, window, args.model)
+    place_map = PlaceMap.for_model(model, window, args.model or DEMO_MODEL)
     mapper = StreamingLocalizer(model, place_map, LocalizerConfig("mapping", window))
     for _ in replay(mapper, summer, desc="map summer"):
         pass
@@ -97,18 +114,19 @@ def run(args: argparse.Namespace) -> int:
     single = evaluate(model.with_aggregator("none"), enc[0], enc[1], WindowConfig.fixed(1),
                       gt).recall
 
-    report = {"model": model.name, "window": args.window, "ground_truth": gt.describe(),
+    report = {"model": model.name, "window": length, "ground_truth": gt.describe(),
               "map_frames": len(summer), "query_frames": len(winter),
               "recall": {str(k): v for k, v in seq.items()},
               "single_frame_recall": {str(k): v for k, v in single.items()}}
     write_json(out / "report.json", report)
     plot_recall_curves(out / "recall.png",
-                       {f"sequence ({model.name}, L={args.window})": seq,
+                       {f"sequence ({model.name}, L={length})": seq,
                         "single frame": single},
                        "Nordland sample: winter queries vs summer map")
     print(f"\n{'':>14}  Recall@1  Recall@5")
     print(f"{'single frame':>14}  {single[1]:8.3f}  {single[5]:8.3f}")
     print(f"{'sequence':>14}  {seq[1]:8.3f}  {seq[5]:8.3f}")
     print(f"\nmap -> {out / 'map'}; matches -> {out / 'matches.csv'}; "
-          f"plot -> {out / 'recall.png'} ({time.perf_counter() - t_start:.0f} s)")
+          f"plot -> {out / 'recall.png'} ({time.perf_counter() - STARTED:.0f} s, start-up "
+          "included)")
     return 0

@@ -5,13 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..atomic import write_json
-from ..data import read_image_folder
-from ..eval import GroundTruth
-from ..eval.evaluate import evaluate_report
-from ..eval.figures import plot_examples, plot_pr_curves
-from ..eval.report import plot_recall_curves
-from .common import add_model_options, add_window_options, load_model_from_args, window_from_args
+from .common import add_model_options, add_window_options, load_model_and_window
 
 
 def add_parser(sub) -> None:
@@ -66,13 +60,18 @@ def _pairs(args: argparse.Namespace):
         return [(p.name, p.db, p.query) for p in splits[args.split]]
     if not (args.db and args.query):
         raise ValueError("give --db and --query image folders, or --data CONFIG")
+    from ..data import read_image_folder
+
     db, query = read_image_folder(args.db), read_image_folder(args.query)
     return [(f"{query.name} vs {db.name}", db, query)]
 
 
 def run(args: argparse.Namespace) -> int:
-    window = window_from_args(args)
-    model = load_model_from_args(args, window=window.max_len)
+    from ..atomic import write_json
+    from ..eval import GroundTruth
+    from ..eval.evaluate import evaluate_report
+
+    model, window = load_model_and_window(args)
     gt = GroundTruth(tolerance=args.tolerance, radius=args.radius,
                      max_heading_deg=args.max_heading)
     pairs = _pairs(args)
@@ -96,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _figures(args, report, results, db, query, stem: Path, name: str) -> None:
+    from ..eval.figures import plot_examples, plot_pr_curves
+    from ..eval.report import plot_recall_curves
+
     plot = Path(args.plot) if args.plot and stem == Path(args.json).with_suffix("") \
         else stem.with_suffix(".png")
     seq_label = f"{report['model']}, L={report['window']['max_len']}"

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..maps import PlaceMap
-from ..maps.indexes import GROWING_KINDS, index_spec
-from ..stream import GateConfig, LocalizerConfig, StreamingLocalizer, WindowConfig, replay
+from ..catalog import GROWING_INDEX_KINDS
 from .build_map import add_source_options, source_from_args
 from .common import LOG, add_model_options, add_window_options, load_model_from_args
-from .localize_output import (
-    LOOP_COLUMNS,
-    loop_record,
-    plot_trajectory,
-    window_header,
-    window_record,
-    window_row,
-    write_csv,
-    write_jsonl,
-)
 
-__all__ = ["add_parser", "run", "write_csv"]
+if TYPE_CHECKING:
+    from ..maps import PlaceMap
+    from ..stream import WindowConfig
+
 FORMATS = ("csv", "jsonl")
 
 
@@ -44,7 +36,7 @@ def add_parser(sub) -> None:
     p.add_argument("--mode", default="localize", choices=("localize", "slam"),
                    help="slam: the map also grows from the query stream")
     p.add_argument("--save-map", help="slam: write the grown map to this directory")
-    p.add_argument("--index", choices=GROWING_KINDS,
+    p.add_argument("--index", choices=GROWING_INDEX_KINDS,
                    help="slam without --map: index of the map that grows (default flat, "
                         "exact; hnsw: sub-linear search for long runs)")
     p.add_argument("--exclude-recent", type=float, default=30.0, metavar="SECONDS",
@@ -53,48 +45,92 @@ def add_parser(sub) -> None:
                    help="loop-closure gate: minimum score of the best match")
     p.add_argument("--consistency", type=int, default=3,
                    help="loop-closure gate: consecutive windows that must agree")
-    add_model_options(p, required=False)
-    add_window_options(p, default=None)
+    add_model_options(p, required=False,
+                      what="with --map: by default the map's own model (it must match); ")
+    add_window_options(p, default="the map's; slam without --map: the model's own length "
+                                  "if it has one, else 10")
     p.set_defaults(run=run)
 
 
+def _map_window(args: argparse.Namespace, place_map: PlaceMap) -> WindowConfig:
+    """The map's windows; --window/--min-len/--stride override them, said out loud
+    (a fixed-length model then refuses a length it cannot aggregate)."""
+    from ..stream import WindowConfig
+
+    if not place_map.window and args.window is None:
+        raise SystemExit(f"error: {args.map} does not record its window; pass --window")
+    recorded = WindowConfig(**place_map.window) if place_map.window else None
+    max_len = args.window or recorded.max_len
+    min_len = args.min_len or (recorded.min_len if args.window is None else max_len)
+    stride = args.stride or (recorded.stride if recorded else 1)
+    window = WindowConfig(min_len, max_len, stride)
+    if recorded is not None and window != recorded:
+        print(f"localize: query windows {window.min_len}..{window.max_len} frames, stride "
+              f"{window.stride}; the map's are {recorded.min_len}..{recorded.max_len}, "
+              f"stride {recorded.stride}")
+    return window
+
+
 def _open_map(args: argparse.Namespace):
-    """(map, window, model): a saved map, or in slam mode an empty one."""
+    """(map, window, model): a saved map with the model it carries (or --model, which
+    must be the same), or in slam mode an empty map for --model."""
+    from ..maps import PlaceMap
+    from ..maps.indexes import index_spec
+    from ..stream import check_window
+    from .common import load_model_and_window
+
     if args.map:
         if args.index:
             raise SystemExit(f"error: --index sets the index of a new slam map; {args.map} "
                              "keeps its own")
         place_map = PlaceMap.load(args.map)
-        window = WindowConfig(**place_map.window) if place_map.window else None
-        spec = args.model or place_map.model.get("config")
+        window = _map_window(args, place_map)
+        spec = args.model or place_map.model_spec()
         if spec is None:
             raise SystemExit(f"error: {args.map} does not record its model; pass --model")
-        if window is None:
-            raise SystemExit(f"error: {args.map} does not record its window; pass --window")
         model = load_model_from_args(args, spec=spec, window=window.max_len)
+        check_window(model, window)
+        place_map.check_model(model.fingerprint(), model.descriptor_dim)
+        origin = "--model" if args.model else place_map.model_file or "the config it records"
+        print(f"map: {len(place_map)} entries, index {place_map.index_spec}, model "
+              f"{model.name} from {origin}")
         return place_map, window, model
     if args.mode != "slam":
         raise SystemExit("error: --map is required in localize mode")
-    if not (args.model and args.window):
-        raise SystemExit("error: slam without --map needs --model and --window")
-    window = WindowConfig(args.min_len or args.window, args.window, args.stride)
-    model = load_model_from_args(args, window=window.max_len)
+    if not args.model:
+        raise SystemExit("error: slam without --map needs --model")
+    model, window = load_model_and_window(args)
     spec = index_spec(args.index or "flat", model.descriptor_dim, 0)
     place_map = PlaceMap.for_model(model, window, args.model, index_spec=spec)
     return place_map, window, model
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..stream import GateConfig, LocalizerConfig, StreamingLocalizer, replay
+    from .localize_output import (
+        LOOP_COLUMNS,
+        loop_record,
+        plot_trajectory,
+        window_header,
+        window_record,
+        window_row,
+        write_csv,
+        write_jsonl,
+    )
+
     if args.save_map and args.mode != "slam":
         raise SystemExit("error: --save-map needs --mode slam")
     out = Path(args.out)
     fmt = args.format or ("jsonl" if out.suffix == ".jsonl" else "csv")
     place_map, window, model = _open_map(args)
+    source = source_from_args(args)
+    if len(source) < window.min_len:
+        raise ValueError(f"{source.name}: {len(source)} frames make no window of "
+                         f"{window.min_len} frames; nothing to localize")
     config = LocalizerConfig(args.mode, window, top_k=args.top_k,
                              exclude_recent_s=args.exclude_recent,
                              gate=GateConfig(args.threshold, args.consistency))
     localizer = StreamingLocalizer(model, place_map, config)
-    source = source_from_args(args)
     prior = [place_map.keyframes[i] for i in range(len(place_map))]
     results = list(replay(localizer, source, args.batch_size))
     loops = [loop_record(r) for r in results if r.loop_closure is not None]

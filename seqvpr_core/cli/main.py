@@ -1,4 +1,14 @@
-"""Entry point of the ``seqvpr`` command."""
+"""Entry point of the ``seqvpr`` command.
+
+Adding a subcommand: a module in this package with ``add_parser(sub)``, which
+declares its options, and ``run(args) -> int``, which does the work; list it in
+SUBCOMMANDS. ``seqvpr --help`` (and every ``COMMAND --help``) builds all the
+parsers, so a subcommand module imports only light modules at its top (argparse,
+pathlib, :mod:`seqvpr_core.catalog` for names and choices, :mod:`.common`) and
+imports torch, numpy, FAISS, OpenCV and the library's heavy packages inside
+``run`` and the helpers it calls; ``test_cli.py`` runs every ``--help`` in a fresh
+interpreter and fails if one of them is imported.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +18,6 @@ import sys
 
 from .. import __version__
 from . import build_map, convert, demo, eval, localize, models, reference_check, train
-from .common import set_threads
 
 SUBCOMMANDS = (demo, build_map, localize, eval, models, train, convert, reference_check)
 
@@ -35,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if args.threads is not None:
+        from .common import set_threads
+
         set_threads(args.threads)
     try:
         return args.run(args)

@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 import inspect
 
-import torch
-
-from ..models import create_aggregator, create_encoder, list_aggregators, list_encoders
-from ..models.registry import AGGREGATORS
-
 PROBE_DIM = 256  # a global frame vector, to show vector aggregators' sizes
 PROBE_GRID, PROBE_TOKEN_DIM = (14, 14), 384  # cct224's tokens, for token aggregators
 PROBE_LEN = 5
@@ -26,12 +21,14 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _params(module: torch.nn.Module) -> int:
+def _params(module) -> int:
     return sum(t.numel() for t in module.parameters())
 
 
 def _build(fn, **kw):
     """Shapes and counts only: build on the meta device (no memory, no init cost)."""
+    import torch
+
     try:
         with torch.device("meta"):
             return fn(**kw)
@@ -40,6 +37,9 @@ def _build(fn, **kw):
 
 
 def _aggregator_row(name: str) -> tuple[str, int, int, str]:
+    from ..models import create_aggregator
+    from ..models.registry import AGGREGATORS
+
     params = inspect.signature(AGGREGATORS[name]).parameters
     kw = {"length": PROBE_LEN} if "length" in params else {}
     in_dim = PROBE_DIM
@@ -55,6 +55,8 @@ def _aggregator_row(name: str) -> tuple[str, int, int, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..models import create_encoder, list_aggregators, list_encoders
+
     print(f"{'encoder':<22}{'frame output':>14}{'input':>10}{'params':>14}{'runtimes':>20}")
     for name in list_encoders():
         enc = _build(create_encoder, name=name, pretrained=False)

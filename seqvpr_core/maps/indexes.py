@@ -4,7 +4,7 @@ Index kinds map to FAISS factory strings (the string is what the manifest
 stores, so any factory string a user passes works too):
 
 - ``flat``: exact search, 4*dim bytes per entry; one query costs n*dim
-  multiply-adds, so it is the choice while that stays around a millisecond.
+  multiply-adds, so auto takes it while that meets :data:`SEARCH_BUDGET_MS`.
 - ``hnsw``: graph search, no training, grows one entry at a time (good for
   slam maps); about 4*dim + 8*M bytes per entry. On maps full of near
   duplicates (revisits) its Recall@1 drops (2 points at 100k, 6 at 1M in
@@ -14,8 +14,9 @@ stores, so any factory string a user passes works too):
   entry: the city-scale choice when memory matters.
 - optional ``pca`` in front (``PCA<d>,...``), learned from the map itself.
 
-``auto`` picks by map size (:func:`auto_kind`); at city scale it also centres
-the descriptors with PCA and re-ranks with 8-bit codes (:func:`index_spec`).
+``auto`` picks by map size and descriptor size (:func:`auto_choice`, which also
+says why); at city scale it also centres the descriptors with PCA and re-ranks
+with 8-bit codes (:func:`index_spec`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-KINDS = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq")
-GROWING_KINDS = ("flat", "hnsw")  # grow one entry at a time without training: slam maps
-FLAT_MAX_MACS = 4_000_000  # exact search costs about 1 ms per query on one core here
+from ..catalog import GROWING_INDEX_KINDS as GROWING_KINDS  # noqa: F401  (re-exported)
+from ..catalog import INDEX_KINDS as KINDS
+
+SEARCH_BUDGET_MS = 1.0  # auto searches exactly while one query costs at most this
+# Multiply-adds per query (entries x dims) that exact search does within the budget on
+# one core of our CPU, at every descriptor size from 256 to 4096 (benchmarks/exact_search.py):
+# 16 MB of descriptors, half this CPU's L3 cache; past the cache a query streams the map
+# from memory and costs 5-7x more per entry (8960-d: 1,000 entries 6.3 ms).
+FLAT_MAX_MACS = 4_000_000
 HNSW_UP_TO = 50_000  # beyond this IVF-PQ loses less recall and uses 3-30x less memory
 AUTO_PCA_DIM = 512  # auto's city-scale maps: centred by PCA to at most this many dims
 HNSW_M, HNSW_EF_SEARCH, HNSW_EF_CONSTRUCTION = 32, 256, 80
@@ -35,12 +42,19 @@ REFINE_K_FACTOR = 4  # a refine stage re-ranks 4k candidates with its finer code
 IMBALANCE_WARN = 3.0  # k-means lists are ~1.1-1.5x uneven; far above, queries scan huge lists
 
 
-def auto_kind(n: int, dim: int) -> str:
-    """Exact search while a query costs about a millisecond, HNSW for mid-sized
-    maps (no training, fast), IVF-PQ trained on the map beyond."""
-    if n * dim <= FLAT_MAX_MACS:
-        return "flat"
-    return "hnsw" if n <= HNSW_UP_TO else "ivf-pq"
+def auto_choice(n: int, dim: int) -> tuple[str, str]:
+    """(kind, why) for a map of ``n`` entries of ``dim`` dims: exact search while a
+    query meets :data:`SEARCH_BUDGET_MS` (exact never loses recall), HNSW beyond
+    for mid-sized maps (no training), IVF-PQ trained on the map at city scale."""
+    macs, budget = n * dim, f"{SEARCH_BUDGET_MS:g} ms"
+    size = f"{n:,} windows x {dim}-d = {macs / 1e6:.1f}M multiply-adds per query"
+    limit = f"{FLAT_MAX_MACS / 1e6:.0f}M on one core"
+    if macs <= FLAT_MAX_MACS:
+        return "flat", f"exact search: {size}, within its {budget} budget ({limit})"
+    why = f"approximate search: exact search of {size} is over its {budget} budget ({limit})"
+    if n <= HNSW_UP_TO:
+        return "hnsw", f"{why}; --index flat searches exactly"
+    return "ivf-pq", f"{why}; beyond {HNSW_UP_TO:,} windows IVF-PQ loses less than HNSW"
 
 
 def nlist_for(n: int) -> int:
@@ -75,7 +89,7 @@ def index_spec(kind: str, dim: int, n: int, pca: int | None = None, metric: str 
         raise ValueError(f"pca must be 1..{dim} (the descriptor size), got {pca}")
     pca_stage, refine = "PCA", ""
     if kind == "auto":
-        kind = auto_kind(n, pca or dim)
+        kind = auto_choice(n, pca or dim)[0]
         if kind == "ivf-pq":
             pca, pca_stage, refine = pca or min(dim, AUTO_PCA_DIM), "PCAR", ",Refine(SQ8)"
     d = pca or dim

@@ -1,4 +1,8 @@
-"""The map directory: ``manifest.json``, ``index.faiss``, ``keyframes.csv``.
+"""The map directory: ``manifest.json``, ``index.faiss``, ``keyframes.csv`` and
+``model.pt``, the checkpoint of the model that made the descriptors, so that a map
+is all a robot needs (maps written before they carried it rebuild the model from
+the config in the manifest, which the fingerprint check accepts when it has no
+trained weights).
 
 Written atomically (temporary directory, then rename) and validated on load:
 format version, file checksums, entry counts, descriptor size and the
@@ -29,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..catalog import METRICS
 from . import indexes
 from .keyframes import Keyframe, KeyframeTable
 
@@ -37,7 +42,7 @@ LOG = logging.getLogger(__name__)
 FORMAT = "seqvpr-map"
 VERSION = 1
 MANIFEST, INDEX, KEYFRAMES = "manifest.json", "index.faiss", "keyframes.csv"
-METRICS = ("ip", "l2")
+MODEL = "model.pt"
 
 
 class MapFormatError(ValueError):
@@ -93,6 +98,10 @@ class PlaceMap:
         self._gpu: Any = None  # GPU copy of the searched index, made on first search
         self.keyframes = KeyframeTable()
         self.sources: list[str] = []
+        # what save() writes as MODEL: the SequenceModel of for_model(), or a loaded
+        # map's own checkpoint file with its sha256
+        self._model_source: Any = None
+        self._model_sha: str | None = None
 
     def _faiss_metric(self) -> int:
         faiss = _faiss()
@@ -118,7 +127,19 @@ class PlaceMap:
             record["spec"] = str(spec)
         win = None if window is None else {"min_len": window.min_len,
                                            "max_len": window.max_len, "stride": window.stride}
-        return cls(model.descriptor_dim, metric, record, index_spec=index_spec, window=win)
+        place_map = cls(model.descriptor_dim, metric, record, index_spec=index_spec, window=win)
+        place_map._model_source = model
+        return place_map
+
+    @property
+    def model_file(self) -> Path | None:
+        """The checkpoint a loaded map carries (checked against the manifest), if any."""
+        return self._model_source if isinstance(self._model_source, Path) else None
+
+    def model_spec(self) -> Path | dict | None:
+        """What rebuilds this map's model (for ``build_model``): its checkpoint, or for
+        maps written before they carried one the recorded config."""
+        return self.model_file or self.model.get("config")
 
     def __len__(self) -> int:
         return self.searched_index.ntotal
@@ -198,10 +219,12 @@ class PlaceMap:
                                  f"{descriptor_dim}-d ones")
         expected = self.model.get("fingerprint")
         if expected and expected != fingerprint:
+            fix = (f"leave the model out to use the one the map carries ({self.model_file})"
+                   if self.model_file else "use the checkpoint the map was built with "
+                                           "(--model)")
             raise MapFormatError(
                 f"map was built with model {self.model.get('name')} fingerprint "
-                f"{expected[:12]}, the given model's is {fingerprint[:12]}; use the "
-                "checkpoint the map was built with (--model)")
+                f"{expected[:12]}, the given model's is {fingerprint[:12]}; {fix}")
 
     # --- persistence -------------------------------------------------------------------
 
@@ -216,10 +239,11 @@ class PlaceMap:
         try:
             faiss.write_index(self.searched_index, str(tmp / INDEX))
             self.keyframes.save_csv(tmp / KEYFRAMES)
+            files = [INDEX, KEYFRAMES, *self._write_model(tmp)]
             manifest = {
                 "format": FORMAT,
                 "version": VERSION,
-                "model": self.model,
+                "model": {**self.model, "file": MODEL} if MODEL in files else self.model,
                 "descriptor_dim": self.dim,
                 "metric": self.metric,
                 "index": self.index_spec,
@@ -229,10 +253,10 @@ class PlaceMap:
                 "sources": self.sources,
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "seqvpr_version": __version__,
-                "files": {name: _sha256(tmp / name) for name in (INDEX, KEYFRAMES)},
+                "files": {name: _sha256(tmp / name) for name in files},
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            for name in (INDEX, KEYFRAMES, MANIFEST):
+            for name in (*files, MANIFEST):
                 with (tmp / name).open("rb") as f:
                     os.fsync(f.fileno())
             old = None
@@ -247,6 +271,23 @@ class PlaceMap:
                 shutil.rmtree(tmp)
         LOG.info("saved %r to %s", self, target)
         return target
+
+    def _write_model(self, directory: Path) -> list[str]:
+        """Write the model that made the descriptors as ``directory/MODEL``: [MODEL],
+        or [] for a map that has none (loaded from an older map, or bare descriptors)."""
+        source, path = self._model_source, directory / MODEL
+        if source is None:
+            return []
+        if isinstance(source, Path):  # a loaded map's own checkpoint, verified on load
+            shutil.copyfile(source, path)
+            if _sha256(path) != self._model_sha:
+                raise MapFormatError(f"{source} changed since its map was loaded")
+        elif source.fingerprint() != self.model.get("fingerprint"):
+            raise MapFormatError(f"model {self.model.get('name')} changed (new weights) "
+                                 "since it made this map's descriptors; rebuild the map")
+        else:
+            source.save(path)
+        return [MODEL]
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> PlaceMap:
@@ -268,6 +309,8 @@ class PlaceMap:
         m.index_spec, m.model = manifest["index"], manifest["model"]
         m.window, m.sources = manifest.get("window", {}), manifest.get("sources", [])
         m._gpu = None
+        m._model_sha = manifest["files"].get(MODEL)
+        m._model_source = root / MODEL if m._model_sha else None
         try:
             stored = faiss.read_index(str(root / INDEX))
             m.keyframes = KeyframeTable.load_csv(root / KEYFRAMES)

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-LOG = logging.getLogger(__name__)
+from ..catalog import RUNTIMES
 
-RUNTIMES = ("auto", "torch", "onnxruntime")
+LOG = logging.getLogger(__name__)
 
 
 def check_runtime(name: str) -> None:

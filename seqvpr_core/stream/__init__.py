@@ -8,11 +8,13 @@ from .localizer import (
     StreamingLocalizer,
     WindowConfig,
     WindowResult,
+    check_window,
 )
 from .replay import replay
 from .ring import FeatureRing
 
 __all__ = [
     "MODES", "FeatureRing", "FrameInfo", "GateConfig", "LocalizerConfig", "LoopClosure",
-    "LoopClosureGate", "StreamingLocalizer", "WindowConfig", "WindowResult", "replay",
+    "LoopClosureGate", "StreamingLocalizer", "WindowConfig", "WindowResult", "check_window",
+    "replay",
 ]

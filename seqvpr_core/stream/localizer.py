@@ -113,21 +113,27 @@ class WindowResult:
                         last.index, last.name, x, y, heading, last.source)
 
 
+def check_window(model: SequenceModel, window: WindowConfig) -> None:
+    """Refuse windows the model cannot aggregate: a fixed-length model (cat, fc,
+    mixer) takes one length, some (seqnet) a shortest one."""
+    lo, hi = window.min_len, window.max_len
+    if not model.variable_length and not (lo == hi == model.fixed_length):
+        raise ValueError(
+            f"model {model.name} needs windows of exactly {model.fixed_length} frames, "
+            f"but the window is {lo}..{hi}; set both to "
+            f"{model.fixed_length} or use a variable-length aggregator")
+    if lo < model.min_length:
+        raise ValueError(f"model {model.name} needs windows of at least {model.min_length} "
+                         f"frames, but the shortest window is {lo}; raise --min-len")
+
+
 class StreamingLocalizer:
     """Feed frames one at a time (``step``) or in batches (``feed``); get a
     :class:`WindowResult` for every window that completes."""
 
     def __init__(self, model: SequenceModel, place_map: PlaceMap, config: LocalizerConfig) -> None:
         w = config.window
-        if not model.variable_length and not (w.min_len == w.max_len == model.fixed_length):
-            raise ValueError(
-                f"model {model.name} needs windows of exactly {model.fixed_length} frames, "
-                f"but the window is {w.min_len}..{w.max_len}; set both to "
-                f"{model.fixed_length} or use a variable-length aggregator")
-        if w.min_len < model.min_length:
-            raise ValueError(f"model {model.name} needs windows of at least "
-                             f"{model.min_length} frames, but the shortest window is "
-                             f"{w.min_len}; raise --min-len")
+        check_window(model, w)
         place_map.check_model(model.fingerprint(), model.descriptor_dim)
         self.model, self.map, self.config = model.eval(), place_map, config
         self.ring: FeatureRing[FrameInfo] = FeatureRing(w.max_len, model.frame_shape,

@@ -1,0 +1,24 @@
+"""Names the command line offers in its help and choices, importable without torch,
+numpy or FAISS: ``seqvpr --help`` builds every subcommand's parser and must answer
+at once, while importing the model registries costs seconds (torch, torchvision).
+
+Runtimes, index kinds and metrics are defined here and imported by the modules that
+implement them. Encoder and aggregator names mirror the registries, which remain
+the truth (they build the models); ``test_cli.py`` fails when the two differ.
+"""
+
+from __future__ import annotations
+
+ENCODERS = (
+    "cct224", "cct384", "dinov2_vitb14", "dinov2_vits14", "efficientnet_lite0",
+    "efficientnet_lite2", "pixels", "resnet18", "resnet50", "vgg16",
+)
+AGGREGATORS = (
+    "adapt_stformer", "avg", "cat", "fc", "max", "mixer", "none", "seqgem", "seqnet",
+    "seqvlad", "stformer",
+)
+
+RUNTIMES = ("auto", "torch", "onnxruntime")  # where a frame encoder runs: models/runtime.py
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq")  # maps/indexes.py
+GROWING_INDEX_KINDS = ("flat", "hnsw")  # grow one entry at a time without training: slam
+METRICS = ("ip", "l2")  # inner product (cosine on unit descriptors) or squared L2
