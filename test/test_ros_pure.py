@@ -209,7 +209,7 @@ def test_queued_frames_are_encoded_in_one_pass_like_one_by_one(frames):
 def test_a_session_pays_first_frame_costs_before_the_stream(frames):
     """On a CPU the default runtime exports the encoder to ONNX Runtime: when the
     node starts, not on the robot's first frame."""
-    pytest.importorskip("onnxruntime", reason="onnxruntime comes with seqvpr[cpu]")
+    pytest.importorskip("onnxruntime", reason="onnxruntime, a seqvpr dependency, is missing")
     session = open_session(NodeSettings.from_values({
         "mode": "slam", "model": "efficientnet_lite0+seqgem", "window_max": 3,
         "device": "cpu"}))

@@ -19,7 +19,7 @@ from seqvpr_core.models.encoders.efficientnet_lite import grid_mean
 from seqvpr_core.models.runtime import resolve_runtime
 from seqvpr_core.stream import LocalizerConfig, StreamingLocalizer, WindowConfig
 
-pytest.importorskip("onnxruntime", reason="onnxruntime comes with seqvpr[cpu]")
+pytest.importorskip("onnxruntime", reason="onnxruntime, a seqvpr dependency, is missing")
 
 LITE0_GRID = {"encoder": {"name": "efficientnet_lite0", "stage": 5, "pool_grid": [2, 4],
                           "image_size": [64, 128]}, "aggregator": "seqgem"}

@@ -63,8 +63,8 @@ def _faiss():
     try:
         import faiss
     except ImportError:
-        raise ImportError("FAISS is not installed: `pip install seqvpr[cpu]` (faiss-cpu) or "
-                          "`seqvpr[gpu]` (faiss-gpu)") from None
+        raise ImportError("FAISS is not installed (seqvpr depends on faiss-cpu): "
+                          "`pip install faiss-cpu`, or faiss-gpu-cu12 for GPU search") from None
     return faiss
 
 

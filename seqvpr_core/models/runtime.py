@@ -111,7 +111,7 @@ def _onnxruntime() -> Any:
         import onnxruntime
     except ImportError:
         raise ImportError("runtime 'onnxruntime' needs the PyPI packages onnxruntime and onnx: "
-                          "`pip install onnxruntime onnx` (both come with seqvpr[cpu])") from None
+                          "`pip install onnxruntime onnx` (both are seqvpr dependencies)") from None
     return onnxruntime
 
 
