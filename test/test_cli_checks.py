@@ -15,8 +15,7 @@ from seqvpr_core import catalog
 from seqvpr_core.cli.main import build_parser, main
 from seqvpr_core.models import SequenceModel, list_aggregators, list_encoders
 
-HEAVY = ("torch", "torchvision", "numpy", "faiss", "cv2", "matplotlib", "onnxruntime",
-         "rosbags", "yaml", "tqdm")
+HEAVY = ("torch", "torchvision", "numpy", "faiss", "cv2", "matplotlib", "onnxruntime", "rosbags")
 
 
 def test_help_imports_nothing_heavy():
