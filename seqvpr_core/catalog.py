@@ -4,7 +4,8 @@ at once, while importing the model registries costs seconds (torch, torchvision)
 
 Runtimes, index kinds and metrics are defined here and imported by the modules that
 implement them. Encoder and aggregator names mirror the registries, which remain
-the truth (they build the models); ``test_cli.py`` fails when the two differ.
+the truth (they build the models); ``test_cli_checks.py`` fails when the two
+differ.
 """
 
 from __future__ import annotations

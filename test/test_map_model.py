@@ -17,8 +17,17 @@ from seqvpr_core.maps import MapFormatError, PlaceMap
 from seqvpr_core.maps.place_map import MANIFEST, MODEL
 from seqvpr_core.models import SequenceModel, build_model
 
-# trained-like weights: a random FC head, as a checkpoint a user trained would have
 FC5 = {"encoder": "pixels", "aggregator": {"name": "fc", "length": 5, "out_dim": 64}}
+
+
+def trained(seed: int) -> SequenceModel:
+    """FC fusion with weights of its own, unlike any fresh build of FC5: what a
+    checkpoint a user trained holds."""
+    model = SequenceModel(FC5)
+    weight = model.aggregator.fc.weight
+    with torch.no_grad():
+        weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(seed)))
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +42,7 @@ def checkpoint_map(folders, tmp_path_factory):
     """(map dir, checkpoint): a map built from a checkpoint with trained weights."""
     root = tmp_path_factory.mktemp("ckpt_map")
     ckpt = root / "fc5.pt"
-    SequenceModel(FC5).save(ckpt)
+    trained(1).save(ckpt)
     assert main(["build-map", "--images", str(folders[0]), "--model", str(ckpt),
                  "--out", str(root / "map")]) == 0
     return root / "map", ckpt
@@ -69,7 +78,7 @@ def test_another_model_or_a_damaged_model_file_is_refused(checkpoint_map, folder
                                                           capsys):
     map_dir, _ = checkpoint_map
     other = tmp_path / "other.pt"
-    SequenceModel(FC5).save(other)  # same architecture, other weights
+    trained(2).save(other)  # same architecture, other weights
     assert main(["localize", "--map", str(map_dir), "--model", str(other), "--images",
                  str(folders[1]), "--out", str(tmp_path / "m.csv")]) == 2
     err = capsys.readouterr().err

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 
 from ..catalog import GROWING_INDEX_KINDS
 from .build_map import add_source_options, source_from_args
-from .common import LOG, add_model_options, add_window_options, load_model_from_args
+from .common import (
+    LOG,
+    add_model_options,
+    add_window_options,
+    load_model_and_window,
+    load_model_from_args,
+)
 
 if TYPE_CHECKING:
     from ..maps import PlaceMap
@@ -77,7 +83,6 @@ def _open_map(args: argparse.Namespace):
     from ..maps import PlaceMap
     from ..maps.indexes import index_spec
     from ..stream import check_window
-    from .common import load_model_and_window
 
     if args.map:
         if args.index:

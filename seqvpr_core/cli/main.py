@@ -6,8 +6,8 @@ SUBCOMMANDS. ``seqvpr --help`` (and every ``COMMAND --help``) builds all the
 parsers, so a subcommand module imports only light modules at its top (argparse,
 pathlib, :mod:`seqvpr_core.catalog` for names and choices, :mod:`.common`) and
 imports torch, numpy, FAISS, OpenCV and the library's heavy packages inside
-``run`` and the helpers it calls; ``test_cli.py`` runs every ``--help`` in a fresh
-interpreter and fails if one of them is imported.
+``run`` and the helpers it calls; ``test_cli_checks.py`` runs every ``--help`` in a
+fresh interpreter and fails if one of them is imported.
 """
 
 from __future__ import annotations
