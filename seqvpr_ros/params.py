@@ -11,6 +11,7 @@ from typing import Any
 
 from seqvpr_core.maps.indexes import GROWING_KINDS
 from seqvpr_core.models.runtime import RUNTIMES
+from seqvpr_core.stream import GateConfig
 
 MODES = ("localize", "slam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -51,7 +52,10 @@ PARAMS: tuple[Param, ...] = (
     Param("keyframe_min_interval", 0.0, "Keep a frame only this many seconds after the previous "
                                         "kept one; 0: off."),
     Param("top_k", 5, "Map matches published per window."),
-    Param("score_threshold", 0.0, "Loop-closure gate: minimum score of the best match."),
+    Param("score_threshold", GateConfig.threshold, "Loop-closure gate: minimum score of the "
+                                                   "best match (inner product for ip maps, "
+                                                   "-squared L2 distance for l2 maps); -inf: "
+                                                   "none."),
     Param("loop_exclusion", 30.0, "slam: ignore map entries from the last N seconds before a "
                                   "window (no loop closure with the robot's recent past)."),
     Param("loop_exclusion_keyframes", 0, "slam: also ignore the newest N map entries."),

@@ -17,9 +17,7 @@ REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FIXTURES = sorted(p for p in REFERENCE.glob("*") if (p / "fixture.json").is_file())
 # Fixtures whose runner is not written yet: each must fail (strict xfail), and leaves
 # this set the moment it passes.
-PENDING = {"adapt_stformer", "dinov2_vits14", "jist_resnet18_seqgem", "mixvpr_aggregator",
-           "stformer", "vgt_cat_gem", "vgt_fc_gem",
-           "vgt_seqvlad_cnn", "vgt_seqvlad_tokens", "vgt_tvgnet_cct384_seqvlad"}
+PENDING = {"adapt_stformer", "stformer", "vgt_tvgnet_cct384_seqvlad"}
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

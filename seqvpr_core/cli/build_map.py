@@ -57,8 +57,10 @@ def add_parser(sub) -> None:
                                    "with stamps and poses).")
     add_source_options(p, "map")
     p.add_argument("--out", required=True, help="map directory to write (replaced atomically)")
-    p.add_argument("--metric", default="ip", choices=METRICS,
-                   help="inner product (cosine on normalised descriptors) or L2")
+    p.add_argument("--metric", default=None, choices=METRICS,
+                   help="inner product (cosine on normalised descriptors) or L2; default: "
+                        "what the model's descriptors need (l2 for the raw ones of JIST's "
+                        "SeqGeM or vg-transformers' CAT/FC, ip otherwise)")
     p.add_argument("--index", default="auto", choices=INDEX_KINDS,
                    help="FAISS index: exact flat, hnsw (graph, grows online), ivf-flat, ivf-pq "
                         "(compact codes); auto: exact while a query takes at most 1 ms on one "
@@ -81,11 +83,12 @@ def run(args: argparse.Namespace) -> int:
     if not n_windows:
         raise ValueError(f"{source.name}: {len(source)} frames make no window of "
                          f"{window.min_len} frames; nothing to map")
-    spec = index_spec(args.index, model.descriptor_dim, n_windows, args.pca, args.metric)
+    metric = args.metric or model.metric
+    spec = index_spec(args.index, model.descriptor_dim, n_windows, args.pca, metric)
     why = auto_choice(n_windows, args.pca or model.descriptor_dim)[1] \
         if args.index == "auto" else f"{args.index}, as asked"
     print(f"index: {spec} ({why})")
-    place_map = PlaceMap.for_model(model, window, args.model, args.metric, spec)
+    place_map = PlaceMap.for_model(model, window, args.model, metric, spec)
     mapper = StreamingLocalizer(model, place_map, LocalizerConfig("mapping", window))
     for _ in replay(mapper, source, args.batch_size):
         pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def add_parser(sub) -> None:
@@ -14,7 +15,9 @@ def add_parser(sub) -> None:
                                    "run our model on the inputs and print, per output, the "
                                    "largest absolute difference and its tolerance. Exit status "
                                    "0 only if every output of every fixture is within it.")
-    p.add_argument("fixtures", nargs="+", metavar="DIR", help="fixture folders")
+    p.add_argument("fixtures", nargs="+", metavar="DIR",
+                   help="fixture folders (plain files, e.g. the README a shell glob of "
+                        "the folders' parent brings along, are skipped)")
     p.set_defaults(run=run)
 
 
@@ -22,7 +25,10 @@ def run(args: argparse.Namespace) -> int:
     from ..convert.reference import check_fixture
 
     failed = 0
-    for folder in args.fixtures:
+    folders = [f for f in args.fixtures if not Path(f).is_file()]
+    for skipped in sorted(set(args.fixtures) - set(folders)):
+        print(f"{skipped}: skipped (a file, not a fixture folder)")
+    for folder in folders:
         try:
             checks = check_fixture(folder)
         except Exception as exc:  # noqa: BLE001  (one bad fixture must not hide the others)
@@ -37,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {'ok  ' if c.ok else 'FAIL'} {c.name:<44} max|diff| {c.max_abs_diff:.3g}"
                   f"  atol {c.atol:.3g}{'  ' + c.note if c.note else ''}")
     if failed:
-        print(f"{failed} of {len(args.fixtures)} fixtures differ from the authors' outputs",
+        print(f"{failed} of {len(folders)} fixtures differ from the authors' outputs",
               file=sys.stderr)
         return 1
     return 0

@@ -78,10 +78,13 @@ def convert(fmt: str, path: str | os.PathLike, config: dict[str, Any] | None = N
         model = CONVERTERS[fmt](release, dict(config or {}))
     except ValueError as exc:
         raise ValueError(f"{path} (--from {fmt}): {exc}") from None
+    # Every tensor is in the model now: it must not look for the --config's weight files.
+    for key in ("pretrained", "weights"):
+        model.config["encoder"].pop(key, None)
     return model.eval()
 
 
-from . import netvlad, seqnet  # noqa: E402, F401  (registration on import)
+from . import cosplace, dinov2, mixvpr, netvlad, seqnet, vg_transformers  # noqa: E402, F401, I001  (registration on import)
 
 __all__ = ["CONVERTERS", "FIXTURE_RUNNERS", "convert", "list_formats", "read_release",
            "register_converter", "register_fixture"]

@@ -55,3 +55,21 @@ def require(state: Mapping[str, torch.Tensor], patterns: Iterable[str], what: st
         raise ValueError(f"not a {what} checkpoint: missing keys matching {missing[:6]}, "
                          f"unexpected keys {unexpected[:6]}"
                          f"{' ...' if len(unexpected) > 6 else ''}")
+
+
+def cnn_trunk(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The seqvpr CNN encoder (name, ``layer3_crop``) whose ``backbone`` takes a
+    torchvision trunk's keys as ``nn.Sequential`` indices (prefix removed): ResNet-18/50
+    ``children()[:-2]`` (or cut after layer3), or VGG-16 ``features[:-2]``."""
+    conv1 = state.get("0.weight")
+    if conv1 is not None and tuple(conv1.shape[-2:]) == (3, 3):
+        if "28.weight" not in state or any(int(k.split(".")[0]) > 28 for k in state):
+            raise ValueError("a VGG-16 trunk must end at conv5_3 (features index 28)")
+        return {"name": "vgg16"}
+    if conv1 is None or "1.running_var" not in state:
+        raise ValueError(f"unknown CNN trunk keys {sorted(state)[:6]} (expected a torchvision "
+                         "ResNet or VGG-16 as Sequential indices)")
+    if "6.6.conv1.weight" in state:
+        raise ValueError("ResNet-101/152 trunks are not supported (seqvpr has ResNet-18/50)")
+    name = "resnet50" if "4.0.conv3.weight" in state else "resnet18"
+    return {"name": name, "layer3_crop": "7.0.conv1.weight" not in state}

@@ -117,17 +117,19 @@ class PlaceMap:
         return self._staging is None
 
     @classmethod
-    def for_model(cls, model, window=None, spec: str | None = None, metric: str = "ip",
+    def for_model(cls, model, window=None, spec: str | None = None, metric: str | None = None,
                   index_spec: str = "Flat") -> PlaceMap:
         """An empty map whose manifest records the model (name, config, fingerprint)
-        and window (a ``WindowConfig``) that will fill it, so loading can check them."""
+        and window (a ``WindowConfig``) that will fill it, so loading can check them.
+        ``metric``: by default the one the model's descriptors need (``model.metric``)."""
         record = {"name": model.name, "config": model.config,
                   "fingerprint": model.fingerprint()}
         if spec is not None:
             record["spec"] = str(spec)
         win = None if window is None else {"min_len": window.min_len,
                                            "max_len": window.max_len, "stride": window.stride}
-        place_map = cls(model.descriptor_dim, metric, record, index_spec=index_spec, window=win)
+        place_map = cls(model.descriptor_dim, metric or model.metric, record,
+                        index_spec=index_spec, window=win)
         place_map._model_source = model
         return place_map
 

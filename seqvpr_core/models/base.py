@@ -3,7 +3,8 @@
 - ``FrameEncoder``: preprocessed images [B, 3, H, W] -> frame features
   [B, *out_shape]: a global vector [B, D] or tokens [B, N, C].
 - ``Aggregator``: a window of frame features [B, T, *out_shape] -> one
-  L2-normalised descriptor [B, D'].
+  descriptor [B, D'], L2-normalised unless the aggregator is configured to give
+  the raw vectors its authors search with L2 distance (``normalize: false``).
 """
 
 from __future__ import annotations
@@ -108,13 +109,18 @@ class FrameEncoder(nn.Module):
 
 
 class Aggregator(nn.Module):
-    """Base class: ``forward`` maps [B, T, D] to an L2-normalised [B, out_dim(D)].
+    """Base class: ``forward`` maps [B, T, D] to [B, out_dim(D)], L2-normalised when
+    ``normalize`` (the default).
 
     ``length`` is None for aggregators that accept any window length; otherwise
     the only T they accept.
     """
 
     length: int | None = None
+    # Whether descriptors are unit vectors (searched by inner product). JIST's SeqGeM
+    # and vg-transformers' CAT / FC give raw vectors, searched with L2 distance: those
+    # aggregators take ``normalize`` and keep the authors' choice one flag away.
+    normalize: bool = True
     # The shortest window a variable-length aggregator takes (a temporal convolution
     # of width w needs w frames).
     min_length: int = 1

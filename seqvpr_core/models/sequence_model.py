@@ -91,6 +91,13 @@ class SequenceModel(nn.Module):
         return self.aggregator.out_dim(self.frame_dim)
 
     @property
+    def metric(self) -> str:
+        """How maps search its descriptors: ``ip`` for unit vectors (inner product,
+        the cosine), ``l2`` for the raw vectors some authors search with L2 distance
+        (``normalize: false`` aggregators; a PCA stage normalises again)."""
+        return "ip" if self.pca is not None or self.aggregator.normalize else "l2"
+
+    @property
     def variable_length(self) -> bool:
         return self.aggregator.variable_length
 
@@ -184,7 +191,8 @@ class SequenceModel(nn.Module):
             self.encode(x)
 
     def aggregate(self, features: torch.Tensor) -> torch.Tensor:
-        """Frame features [B, T, *frame_shape] -> L2-normalised [B, descriptor_dim]."""
+        """Frame features [B, T, *frame_shape] -> [B, descriptor_dim] (unit vectors
+        unless :attr:`metric` is ``l2``)."""
         descriptors = self.aggregator(features)
         return descriptors if self.pca is None else self.pca(descriptors)
 

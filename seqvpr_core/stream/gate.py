@@ -9,6 +9,7 @@ map entries of each other.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -17,7 +18,9 @@ from ..maps import Match
 
 @dataclass(frozen=True)
 class GateConfig:
-    threshold: float = 0.0
+    # Minimum score of the best match in the map's units (inner product for ip maps,
+    # -squared L2 distance for l2 maps); -inf: none.
+    threshold: float = -math.inf
     consistency: int = 1
     tolerance: int = 3
 

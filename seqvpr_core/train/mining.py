@@ -49,7 +49,9 @@ class MinedCache:
         """(best positive, hardest negatives) map window ids of one query."""
         p, q = query
         pw, ids, desc = self.data[p], self.db_ids[p], self.db_desc[p]
-        sims = (desc @ self.q_desc[query]).cpu().numpy()
+        # closeness = -squared L2 distance: the triplet loss's distance, and for unit
+        # descriptors the same order as their inner product
+        sims = -(desc - self.q_desc[query]).pow(2).sum(-1).cpu().numpy()
         is_pos = np.isin(ids, pw.positives[q])
         best = int(ids[np.flatnonzero(is_pos)[np.argmax(sims[is_pos])]])
         candidates = np.flatnonzero(self.in_pool[p] & ~np.isin(ids, pw.near[q]))

@@ -18,13 +18,16 @@ from ..registry import register_aggregator
 
 
 class FlattenFC(Aggregator):
-    """[B, L, D] -> linear(L*D -> out) -> L2; only windows of ``length`` frames."""
+    """[B, L, D] -> linear(L*D -> out) -> L2; only windows of ``length`` frames.
+    ``normalize=False``: the raw projection (vg-transformers' FC)."""
 
-    def __init__(self, length: int, in_dim: int, out_dim: int | None = None) -> None:
+    def __init__(self, length: int, in_dim: int, out_dim: int | None = None,
+                 normalize: bool = True) -> None:
         super().__init__()
         if length < 1:
             raise ValueError(f"fc needs a window length >= 1, got {length}")
         self.length = int(length)
+        self.normalize = normalize
         self.fc = nn.Linear(self.length * in_dim, out_dim or in_dim)
 
     def out_dim(self, in_dim: int) -> int:
@@ -32,7 +35,8 @@ class FlattenFC(Aggregator):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_length(x.shape[1])
-        return l2n(self.fc(x.flatten(1)))
+        y = self.fc(x.flatten(1))
+        return l2n(y) if self.normalize else y
 
 
 class SeqNet(Aggregator):
@@ -61,9 +65,10 @@ class SeqNet(Aggregator):
 
 
 @register_aggregator()
-def fc(length: int, in_dim: int, out_dim: int | None = None) -> FlattenFC:
+def fc(length: int, in_dim: int, out_dim: int | None = None, normalize: bool = True
+       ) -> FlattenFC:
     """Flatten L x D, one linear layer (output size defaults to D)."""
-    return FlattenFC(length, in_dim, out_dim)
+    return FlattenFC(length, in_dim, out_dim, normalize)
 
 
 @register_aggregator()

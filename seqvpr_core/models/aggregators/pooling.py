@@ -15,20 +15,23 @@ from ..registry import register_aggregator
 
 
 class Concat(Aggregator):
-    """[B, L, D] -> [B, L*D]; needs exactly ``length`` frames."""
+    """[B, L, D] -> [B, L*D] in time order; needs exactly ``length`` frames.
+    ``normalize=False``: the raw concatenation (vg-transformers' CAT)."""
 
-    def __init__(self, length: int) -> None:
+    def __init__(self, length: int, normalize: bool = True) -> None:
         super().__init__()
         if length < 1:
             raise ValueError(f"cat needs a window length >= 1, got {length}")
         self.length = int(length)
+        self.normalize = normalize
 
     def out_dim(self, in_dim: int) -> int:
         return in_dim * self.length
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_length(x.shape[1])
-        return l2n(x.flatten(1))
+        x = x.flatten(1)
+        return l2n(x) if self.normalize else x
 
 
 class Mean(Aggregator):
@@ -56,8 +59,8 @@ class LastFrame(Aggregator):
 
 
 @register_aggregator("cat")
-def cat(length: int) -> Concat:
-    return Concat(length)
+def cat(length: int, normalize: bool = True) -> Concat:
+    return Concat(length, normalize)
 
 
 @register_aggregator("avg")

@@ -15,18 +15,23 @@ from ..registry import register_aggregator
 
 
 class SeqGeM(Aggregator):
-    """[B, T, D] -> [B, D]; features are clamped at ``eps`` (GeM needs x >= 0)."""
+    """[B, T, D] -> [B, D]; features are clamped at ``eps`` (GeM needs x >= 0).
 
-    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+    JIST searches the raw SeqGeM vectors with L2 distance (``normalize=False``);
+    normalised (the default) they are searched by inner product."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6, normalize: bool = True) -> None:
         super().__init__()
         self.p = nn.Parameter(torch.tensor(float(p)))
         self.eps = eps
+        self.normalize = normalize
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_length(x.shape[1])
-        return l2n(gem_mean(x, self.p, 1, self.eps))
+        y = gem_mean(x, self.p, 1, self.eps)
+        return l2n(y) if self.normalize else y
 
 
 @register_aggregator("seqgem")
-def seqgem(p: float = 3.0) -> SeqGeM:
-    return SeqGeM(p=p)
+def seqgem(p: float = 3.0, normalize: bool = True) -> SeqGeM:
+    return SeqGeM(p=p, normalize=normalize)

@@ -2,12 +2,17 @@
 
 Oquab et al., "DINOv2: Learning Robust Visual Features without Supervision",
 TMLR 2024. A plain ViT with 14-pixel patches, LayerScale and a learned position
-embedding for a 37x37 grid (518-pixel training crops), resized here by bicubic
-interpolation to any input whose sides are multiples of 14. Parameter names are
-those of the official ``dinov2_vit{s,b}14_pretrain.pth`` files (``cls_token``,
-``pos_embed``, ``mask_token``, ``patch_embed.proj``, ``blocks.<i>.*``, ``norm``),
-which load strictly from a local file. Only the last ``trainable_blocks``
-blocks (and the final norm) are trained, as in DINOv2-based VPR heads.
+embedding for a 37x37 grid (518-pixel training crops), resized to any input whose
+sides are multiples of 14 as the authors' ``interpolate_pos_encoding`` does:
+bicubic, with scale factors ((rows + 0.1) / 37, (cols + 0.1) / 37) rather than the
+output size (``interpolate_offset``; 0 resizes to the size) and no antialiasing
+(``interpolate_antialias``). Parameter names are those of the official
+``dinov2_vit{s,b}14_pretrain.pth`` files (``cls_token``, ``pos_embed``,
+``mask_token``, ``patch_embed.proj``, ``blocks.<i>.*``, ``norm``), which load
+strictly from a local file; ``layers`` keeps the first blocks only. Only the last
+``trainable_blocks`` blocks (and the final norm) are trained, as in DINOv2-based
+VPR heads. ``output="cls"`` is the final-norm CLS token, L2-normalised unless
+``normalize=False`` (the authors' ``forward``: raw).
 """
 
 from __future__ import annotations
@@ -43,18 +48,25 @@ class DinoV2Encoder(FrameEncoder):
     """[B, 3, H, W] -> [B, 1 + (H/14)(W/14), C] (CLS first), or the CLS vector [B, C]."""
 
     def __init__(self, name: str, image_size: tuple[int, int] = (224, 224),
-                 trainable_blocks: int = 4, output: str = "tokens") -> None:
+                 trainable_blocks: int = 4, output: str = "tokens", layers: int | None = None,
+                 normalize: bool = True, interpolate_offset: float = 0.1,
+                 interpolate_antialias: bool = False) -> None:
         super().__init__()
-        dim, depth, heads = ARCHS[name]
+        dim, full_depth, heads = ARCHS[name]
+        depth = full_depth if layers is None else int(layers)
         h, w = image_size
         if h % PATCH or w % PATCH:
             raise ValueError(f"{name} needs image sides divisible by {PATCH}, got {image_size}; "
                              f"e.g. {(h // PATCH * PATCH or PATCH, w // PATCH * PATCH or PATCH)}")
         if output not in ("tokens", "cls"):
             raise ValueError(f"output must be 'tokens' or 'cls', got {output!r}")
+        if not 1 <= depth <= full_depth:
+            raise ValueError(f"layers must be 1..{full_depth} blocks, got {layers}")
         if not 0 <= trainable_blocks <= depth:
             raise ValueError(f"trainable_blocks must be 0..{depth}, got {trainable_blocks}")
-        self.name, self.output = name, output
+        self.name, self.output, self.normalize = name, output, normalize
+        self.interpolate_offset, self.interpolate_antialias = interpolate_offset, \
+            interpolate_antialias
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + PRETRAIN_GRID ** 2, dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -76,13 +88,22 @@ class DinoV2Encoder(FrameEncoder):
             p.requires_grad_(False)
 
     def position_embedding(self, rows: int, cols: int) -> torch.Tensor:
-        """[1, 1 + rows*cols, C]: the 37x37 table resized to the input's patch grid."""
+        """[1, 1 + rows*cols, C]: the 37x37 table resized to the input's patch grid,
+        as the authors' ``interpolate_pos_encoding``."""
         cls_pos, patch_pos = self.pos_embed[:, :1], self.pos_embed[:, 1:]
         if (rows, cols) != (PRETRAIN_GRID, PRETRAIN_GRID):
             grid = patch_pos.reshape(1, PRETRAIN_GRID, PRETRAIN_GRID, -1).permute(0, 3, 1, 2)
-            grid = F.interpolate(grid.float(), size=(rows, cols), mode="bicubic",
-                                 align_corners=False).to(patch_pos.dtype)
-            patch_pos = grid.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)
+            if self.interpolate_offset:  # the scale factor also sets the sampling grid
+                resize = {"scale_factor": ((rows + self.interpolate_offset) / PRETRAIN_GRID,
+                                           (cols + self.interpolate_offset) / PRETRAIN_GRID)}
+            else:
+                resize = {"size": (rows, cols)}
+            grid = F.interpolate(grid.float(), mode="bicubic",
+                                 antialias=self.interpolate_antialias, **resize)
+            if tuple(grid.shape[-2:]) != (rows, cols):
+                raise ValueError(f"interpolate_offset {self.interpolate_offset} resizes the "
+                                 f"position table to {tuple(grid.shape[-2:])}, not {(rows, cols)}")
+            patch_pos = grid.to(patch_pos.dtype).permute(0, 2, 3, 1).reshape(1, rows * cols, -1)
         return torch.cat([cls_pos, patch_pos], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +114,9 @@ class DinoV2Encoder(FrameEncoder):
         for block in self.blocks:
             tokens = block(tokens)
         tokens = self.norm(tokens)
-        return tokens if self.output == "tokens" else l2n(tokens[:, 0])
+        if self.output == "tokens":
+            return tokens
+        return l2n(tokens[:, 0]) if self.normalize else tokens[:, 0]
 
     def load_weights(self, path: str | os.PathLike) -> None:
         """Strict: every tensor of the official file, nothing else."""
@@ -110,16 +133,24 @@ def _dinov2(name: str, pretrained: bool, weights: str | None, **kw) -> DinoV2Enc
 @register_encoder()
 def dinov2_vits14(pretrained: bool = False, weights: str | None = None,
                   image_size: tuple[int, int] = (224, 224), trainable_blocks: int = 4,
-                  output: str = "tokens") -> DinoV2Encoder:
+                  output: str = "tokens", layers: int | None = None, normalize: bool = True,
+                  interpolate_offset: float = 0.1, interpolate_antialias: bool = False
+                  ) -> DinoV2Encoder:
     """DINOv2 ViT-S/14 (384-d, 12 blocks); ``weights``: dinov2_vits14_pretrain.pth."""
     return _dinov2("dinov2_vits14", pretrained, weights, image_size=tuple(image_size),
-                   trainable_blocks=trainable_blocks, output=output)
+                   trainable_blocks=trainable_blocks, output=output, layers=layers,
+                   normalize=normalize, interpolate_offset=interpolate_offset,
+                   interpolate_antialias=interpolate_antialias)
 
 
 @register_encoder()
 def dinov2_vitb14(pretrained: bool = False, weights: str | None = None,
                   image_size: tuple[int, int] = (224, 224), trainable_blocks: int = 4,
-                  output: str = "tokens") -> DinoV2Encoder:
+                  output: str = "tokens", layers: int | None = None, normalize: bool = True,
+                  interpolate_offset: float = 0.1, interpolate_antialias: bool = False
+                  ) -> DinoV2Encoder:
     """DINOv2 ViT-B/14 (768-d, 12 blocks); ``weights``: dinov2_vitb14_pretrain.pth."""
     return _dinov2("dinov2_vitb14", pretrained, weights, image_size=tuple(image_size),
-                   trainable_blocks=trainable_blocks, output=output)
+                   trainable_blocks=trainable_blocks, output=output, layers=layers,
+                   normalize=normalize, interpolate_offset=interpolate_offset,
+                   interpolate_antialias=interpolate_antialias)
