@@ -17,7 +17,11 @@ def add_parser(sub) -> None:
                                    "whether it accepts any window length). Aggregator sizes are "
                                    f"for {PROBE_DIM}-d frame vectors or, for token aggregators, "
                                    f"{PROBE_GRID[0]}x{PROBE_GRID[1]} tokens of "
-                                   f"{PROBE_TOKEN_DIM}-d (cct224).")
+                                   f"{PROBE_TOKEN_DIM}-d (cct224). 'authors' names the "
+                                   "reference fixtures on which `seqvpr reference-check` "
+                                   "finds the model equivalent to its authors' code (with "
+                                   "the authors' options, e.g. normalize: false for cat, fc "
+                                   "and seqgem).")
     p.set_defaults(run=run)
 
 
@@ -55,18 +59,28 @@ def _aggregator_row(name: str) -> tuple[str, int, int, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..convert import VERIFIED
     from ..models import create_encoder, list_aggregators, list_encoders
 
-    print(f"{'encoder':<22}{'frame output':>14}{'input':>10}{'params':>14}{'runtimes':>20}")
+    def authors(name: str) -> str:
+        return ", ".join(VERIFIED.get(name, [])) or "-"
+
+    print(f"{'encoder':<22}{'frame output':>14}{'input':>10}{'params':>14}{'runtimes':>20}"
+          f"  authors")
     for name in list_encoders():
         enc = _build(create_encoder, name=name, pretrained=False)
         shape = "x".join(map(str, enc.out_shape))
         size = "x".join(map(str, enc.preprocess.size))
         runtimes = "torch, onnxruntime" if enc.exportable else "torch"
-        print(f"{name:<22}{shape:>14}{size:>10}{_params(enc):>14,}{runtimes:>20}")
+        print(f"{name:<22}{shape:>14}{size:>10}{_params(enc):>14,}{runtimes:>20}"
+              f"  {authors(name)}")
+    pools = [f"{k.removeprefix('pool=')} ({authors(k)})" for k in sorted(VERIFIED)
+             if k.startswith("pool=")]
+    if pools:
+        print(f"CNN encoder heads (pool=...) equivalent to their authors': {', '.join(pools)}")
     print(f"\n{'aggregator':<22}{'frame input':>12}{'descriptor':>12}{'params':>14}"
-          f"{'any length':>13}")
+          f"{'any length':>13}  authors")
     for name in list_aggregators():
         frame, out, n, note = _aggregator_row(name)
-        print(f"{name:<22}{frame:>12}{out:>12}{n:>14,}{note:>13}")
+        print(f"{name:<22}{frame:>12}{out:>12}{n:>14,}{note:>13}  {authors(name)}")
     return 0

@@ -12,7 +12,9 @@ releases, e.g. :mod:`.seqnet`):
   ordinary seqvpr model: ``build-map``, ``localize``, ``eval`` and the node take it.
 - fixture runners, by the ``generator`` of a reference fixture
   (``../shared/reference/*/fixture.json``): ``fn(fixture) -> outputs``, each output
-  computed by a model made with the converter (:mod:`.reference`).
+  computed by a model made with the converter (:mod:`.reference`). A runner names
+  the encoders / aggregators of our registries its fixtures check (``verifies``):
+  ``seqvpr models`` marks them (the test suite runs every fixture).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ Converter = Callable[[Any, dict[str, Any]], SequenceModel]
 
 CONVERTERS: dict[str, Converter] = {}
 FIXTURE_RUNNERS: dict[str, Callable] = {}
+# registry name (encoder or aggregator; ``pool=NAME``: a CNN encoder head) -> the
+# fixture families that check it
+VERIFIED: dict[str, list[str]] = {}
 
 
 def register_converter(name: str):
@@ -42,12 +47,15 @@ def register_converter(name: str):
     return wrap
 
 
-def register_fixture(generator: str):
-    """Decorator: the runner of the reference fixtures made by ``generator``."""
+def register_fixture(generator: str, verifies: tuple[str, ...] = ()):
+    """Decorator: the runner of the reference fixtures made by ``generator``;
+    ``verifies``: the registry entries whose code those fixtures check."""
     def wrap(fn: Callable) -> Callable:
         if generator in FIXTURE_RUNNERS:
             raise ValueError(f"fixture runner {generator!r} is registered twice")
         FIXTURE_RUNNERS[generator] = fn
+        for name in verifies:
+            VERIFIED.setdefault(name, []).append(generator.removeprefix("gen_"))
         return fn
 
     return wrap
@@ -86,5 +94,5 @@ def convert(fmt: str, path: str | os.PathLike, config: dict[str, Any] | None = N
 
 from . import cosplace, dinov2, mixvpr, netvlad, seqnet, vg_transformers  # noqa: E402, F401, I001  (registration on import)
 
-__all__ = ["CONVERTERS", "FIXTURE_RUNNERS", "convert", "list_formats", "read_release",
+__all__ = ["CONVERTERS", "FIXTURE_RUNNERS", "VERIFIED", "convert", "list_formats", "read_release",
            "register_converter", "register_fixture"]

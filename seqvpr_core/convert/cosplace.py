@@ -95,7 +95,7 @@ def convert_jist(release: Any, config: dict[str, Any]) -> SequenceModel:
     return _model(encoder, tensors, aggregator, config)
 
 
-@register_fixture("gen_jist")
+@register_fixture("gen_jist", verifies=("resnet18", "seqgem"))
 def run_fixture(fixture) -> dict[str, Any]:
     frames = fixture.frames_nhwc()
     model = convert_jist(fixture.release(),

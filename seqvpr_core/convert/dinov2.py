@@ -59,7 +59,7 @@ def convert_dinov2(release: Any, config: dict[str, Any]) -> SequenceModel:
     return model
 
 
-@register_fixture("gen_dinov2")
+@register_fixture("gen_dinov2", verifies=("dinov2_vits14",))
 def run_fixture(fixture) -> dict[str, Any]:
     images = fixture.frames_nhwc("images_u8")
     size = tuple(images.shape[1:3])

@@ -94,7 +94,7 @@ def convert_mixvpr(release: Any, config: dict[str, Any]) -> SequenceModel:
     return model
 
 
-@register_fixture("gen_mixvpr")
+@register_fixture("gen_mixvpr", verifies=("pool=mixvpr",))
 def run_fixture(fixture) -> dict[str, Any]:
     state = strip_prefix(state_dict_of(fixture.release()), "aggregator.")
     maps = fixture.io["feature_maps"]

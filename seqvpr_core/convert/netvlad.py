@@ -101,7 +101,7 @@ def convert_netvlad(release: Any, config: dict[str, Any]) -> SequenceModel:
     return model
 
 
-@register_fixture("gen_netvlad")
+@register_fixture("gen_netvlad", verifies=("seqvlad", "pool=netvlad"))
 def run_fixture(fixture) -> dict[str, Any]:
     _, pool = _release_parts(fixture.release())
     vlad = vlad_from_state(pool).eval()

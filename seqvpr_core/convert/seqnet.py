@@ -49,7 +49,7 @@ def convert_seqnet(release: Any, config: dict[str, Any]) -> SequenceModel:
     return model
 
 
-@register_fixture("gen_seqnet")
+@register_fixture("gen_seqnet", verifies=("seqnet",))
 def run_fixture(fixture) -> dict[str, torch.Tensor]:
     head = head_from_release(fixture.release()).eval()
     x = fixture.io["frame_descriptors"]

@@ -237,7 +237,7 @@ def _full_outputs(fixture, parts: TVGNetRelease) -> dict[str, Any]:
     return out
 
 
-@register_fixture("gen_vgt")
+@register_fixture("gen_vgt", verifies=("seqvlad", "cat", "fc", "pool=gem"))
 def run_fixture(fixture) -> dict[str, Any]:
     parts = TVGNetRelease.parse(fixture.release())
     if "features" in fixture.io:
