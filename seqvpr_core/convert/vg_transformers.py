@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models import SequenceModel, create_aggregator, create_encoder
+from ..models import FrameEncoder, SequenceModel, create_aggregator, create_encoder
 from ..models.encoders.cnn import CNNEncoder
 from ..models.registry import AGGREGATORS
 from . import register_converter, register_fixture
@@ -82,8 +82,8 @@ class TVGNetRelease:
         return any(k.startswith(("tokenizer.", "classifier.")) for k in self.encoder)
 
 
-def cct_encoder(state: Tensors, config: dict[str, Any]) -> tuple[dict[str, Any], Tensors]:
-    """TVGNet's CCT encoder as (seqvpr encoder config, its state dict in our names).
+def cct_encoder(state: Tensors, config: dict[str, Any]) -> tuple[dict[str, Any], FrameEncoder]:
+    """TVGNet's CCT as (seqvpr encoder config, the encoder holding the file's weights).
 
     ``state``: the file's ``encoder.*`` tensors, prefixes removed (``tokenizer.*``,
     ``classifier.*``); ``config``: the user's ``--config`` encoder entries plus what
@@ -98,13 +98,32 @@ def cct_encoder(state: Tensors, config: dict[str, Any]) -> tuple[dict[str, Any],
     return cct_encoder_from_release(state, config)
 
 
-def frame_encoder(parts: TVGNetRelease, config: dict[str, Any]) -> tuple[dict[str, Any], Tensors]:
-    """The encoder config (file and ``--config`` joined) and the file's tensors for it
-    (trunk and pooling; empty trunk for a head-only file)."""
+def cnn_pooling(parts: TVGNetRelease) -> tuple[dict[str, Any], Tensors]:
+    """The CNN encoder options of the file's pooling and our tensors for them."""
+    if "1.p" in parts.pooling:
+        return {"pool": "gem", "normalize": False}, {"gem.p": parts.pooling["1.p"].reshape(())}
+    if {"centroids", "conv.weight"} <= set(parts.pooling):
+        vlad = vlad_from_state(parts.pooling)
+        return ({"pool": "netvlad", "pool_options": {"clusters": vlad.clusters,
+                                                     "init": vlad.init}},
+                vlad_state(vlad, "head.vlad."))
+    if parts.pooling:
+        raise ValueError(f"unknown TVGNet pooling keys {sorted(parts.pooling)[:6]}")
+    if parts.aggregation in ("cat", "fc"):
+        raise ValueError(f"a {parts.aggregation.upper()} TVGNet on a CNN needs pooled frame "
+                         "vectors, and the file has no pooling parameters: parameter-free "
+                         "SPoC / MAC / R-MAC pooling is not supported")
+    return {"pool": "none"}, {}
+
+
+def frame_encoder(parts: TVGNetRelease, config: dict[str, Any]
+                  ) -> tuple[dict[str, Any], FrameEncoder]:
+    """The encoder config (file and ``--config`` joined) and the encoder holding the
+    file's weights (a head-only file: its pooling on the ``--config`` trunk)."""
     user = dict(config.get("encoder") or {})
-    needs_vector = parts.aggregation in ("cat", "fc")
     if parts.is_cct:
-        head = {"output": "seqpool", "normalize": False} if needs_vector else {"output": "tokens"}
+        head = ({"output": "seqpool", "normalize": False} if parts.aggregation in ("cat", "fc")
+                else {"output": "tokens"})
         return cct_encoder(parts.encoder, {**user, **head})
     if parts.encoder:
         arch = cnn_trunk(parts.encoder)  # trained from layer3 on (--freeze_layer layer3)
@@ -112,23 +131,19 @@ def frame_encoder(parts: TVGNetRelease, config: dict[str, Any]) -> tuple[dict[st
     elif not user:
         raise ValueError("the file holds no encoder.* keys (a head-only file); give --config "
                          "with encoder: {...} making the frame features it was trained on")
-    state = {f"backbone.{k}": v for k, v in parts.encoder.items()}
-    if "1.p" in parts.pooling:
-        user.update(pool="gem", normalize=False)
-        state["gem.p"] = parts.pooling["1.p"].reshape(())
-    elif {"centroids", "conv.weight"} <= set(parts.pooling):
-        vlad = vlad_from_state(parts.pooling)
-        user.update(pool="netvlad", pool_options={"clusters": vlad.clusters, "init": vlad.init})
-        state.update(vlad_state(vlad, "head.vlad."))
-    elif parts.pooling:
-        raise ValueError(f"unknown TVGNet pooling keys {sorted(parts.pooling)[:6]}")
-    elif needs_vector:
-        raise ValueError(f"a {parts.aggregation.upper()} TVGNet on a CNN needs pooled frame "
-                         "vectors, and the file has no pooling parameters: parameter-free "
-                         "SPoC / MAC / R-MAC pooling is not supported")
+    pooling, state = cnn_pooling(parts)
+    user.update(pooling)
+    state.update({f"backbone.{k}": v for k, v in parts.encoder.items()})
+    kw = {"pretrained": not parts.encoder} | {k: v for k, v in user.items() if k != "name"}
+    encoder = create_encoder(user["name"], **kw)
+    if parts.encoder:
+        encoder.load_state_dict(state, strict=True)
     else:
-        user["pool"] = "none"
-    return user, state
+        missing = set(state) - set(encoder.state_dict())
+        if missing:
+            raise ValueError(f"the --config encoder has no {sorted(missing)[:4]}")
+        encoder.load_state_dict(state, strict=False)
+    return user, encoder
 
 
 def sequence_head(parts: TVGNetRelease, frame_dim: int, config: dict[str, Any]
@@ -157,20 +172,10 @@ def sequence_head(parts: TVGNetRelease, frame_dim: int, config: dict[str, Any]
 
 def build(parts: TVGNetRelease, config: dict[str, Any]) -> SequenceModel:
     """The seqvpr model of a parsed TVGNet file (``--config`` fills what it lacks)."""
-    encoder, encoder_state = frame_encoder(parts, config)
-    trunk_in_file = bool(parts.encoder)
-    kw = {"pretrained": not trunk_in_file} | {k: v for k, v in encoder.items() if k != "name"}
-    frames = create_encoder(encoder["name"], **kw)
-    aggregator, aggregator_state = sequence_head(parts, frames.dim, config)
-    model = SequenceModel({**config, "encoder": encoder, "aggregator": aggregator},
-                          encoder=frames)
-    if trunk_in_file:
-        model.encoder.load_state_dict(encoder_state, strict=True)
-    else:  # a head-only file: its pooling on the --config trunk
-        missing = set(encoder_state) - set(model.encoder.state_dict())
-        if missing:
-            raise ValueError(f"the --config encoder has no {sorted(missing)[:4]}")
-        model.encoder.load_state_dict(encoder_state, strict=False)
+    encoder_config, encoder = frame_encoder(parts, config)
+    aggregator, aggregator_state = sequence_head(parts, encoder.dim, config)
+    model = SequenceModel({**config, "encoder": encoder_config, "aggregator": aggregator},
+                          encoder=encoder)
     model.aggregator.load_state_dict(aggregator_state, strict=True)
     return model
 
@@ -190,8 +195,7 @@ def _head_only_outputs(fixture, parts: TVGNetRelease) -> dict[str, Any]:
     length = int(fixture.config["L"])
     config: dict[str, Any] = {"aggregator": {"length": length}}
     if features.ndim == 4:  # CNN maps [B*L, C, H, W]
-        pool, state = frame_encoder(parts, {"encoder": {"name": "identity"}})
-        pool = {k: v for k, v in pool.items() if k != "name"}
+        pool, state = cnn_pooling(parts)
         trunk = CNNEncoder("identity", nn.Sequential(), features.shape[1],
                            tuple(features.shape[2:]), tuple(features.shape[2:]),
                            pool.pop("pool"), None, 0, **pool).eval()
