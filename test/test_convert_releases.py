@@ -134,7 +134,7 @@ def test_vg_transformers_resnet_fc_release(tmp_path):
         torch.testing.assert_close(model(x.view(2, 3, *x.shape[1:])), expected)
     del state["module.aggregator.1.weight"], state["module.aggregator.1.bias"]
     torch.save({"model_state_dict": state}, tmp_path / "cat.pth")
-    with pytest.raises(ValueError, match="does not store its window length"):
+    with pytest.raises(ValueError, match="CAT stores no window length"):
         convert("vg-transformers", tmp_path / "cat.pth")
     cat = convert("vg-transformers", tmp_path / "cat.pth", {"aggregator": {"length": 3}})
     assert cat.name == "resnet18+cat" and cat.descriptor_dim == 3 * 256 and cat.metric == "l2"

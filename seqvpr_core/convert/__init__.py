@@ -92,7 +92,8 @@ def convert(fmt: str, path: str | os.PathLike, config: dict[str, Any] | None = N
     return model.eval()
 
 
-from . import cosplace, dinov2, mixvpr, netvlad, seqnet, vg_transformers  # noqa: E402, F401, I001  (registration on import)
+# registration on import
+from . import cosplace, dinov2, mixvpr, netvlad, seqnet, vg_transformers  # noqa: E402, F401
 
 __all__ = ["CONVERTERS", "FIXTURE_RUNNERS", "VERIFIED", "convert", "list_formats", "read_release",
            "register_converter", "register_fixture"]

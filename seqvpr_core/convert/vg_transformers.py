@@ -46,6 +46,8 @@ Tensors = dict[str, torch.Tensor]
 # Frozen leading trunk modules while training: ResNets before --freeze_layer (layer3 by
 # default), VGG-16 all but its last 5 layers (conv5).
 FREEZE = {"resnet18": 6, "resnet50": 6, "vgg16": 24}
+
+
 @dataclass
 class TVGNetRelease:
     encoder: Tensors
@@ -165,8 +167,8 @@ def sequence_head(parts: TVGNetRelease, frame_dim: int, config: dict[str, Any]
         return ({"name": "fc", "length": length, "out_dim": weight.shape[0], "normalize": False},
                 {"fc.weight": weight, "fc.bias": bias})
     if "length" not in user:
-        raise ValueError("a CAT TVGNet file does not store its window length; give --config "
-                         "with aggregator: {length: L} (the authors' --seq_length)")
+        raise ValueError("a TVGNet with CAT stores no window length; give --config with "
+                         "aggregator: {length: L} (the authors' --seq_length)")
     return {"name": "cat", "length": int(user["length"]), "normalize": False}, {}
 
 
