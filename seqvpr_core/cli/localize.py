@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
                         "exact; hnsw: sub-linear search for long runs)")
     p.add_argument("--exclude-recent", type=float, default=30.0, metavar="SECONDS",
                    help="slam: ignore map entries from the last SECONDS before a window")
-    p.add_argument("--threshold", type=float, default=GateConfig.threshold,
+    p.add_argument("--threshold", type=float, default=float("-inf"),
                    help="loop-closure gate: minimum score of the best match (inner product "
                         "for ip maps, -squared L2 distance for l2 maps); default: none")
     p.add_argument("--consistency", type=int, default=3,
