@@ -210,6 +210,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # three CLI processes
 def test_converted_jist_file_builds_a_map_and_localizes_like_a_native_checkpoint(
         tmp_path, nordland):
     """seqvpr convert --from jist, then build-map and localize as with any checkpoint:

@@ -46,10 +46,6 @@ def head_options(state: dict[str, torch.Tensor]) -> tuple[int, int, dict[str, An
                           "row_bias": "row_proj.bias" in state}
 
 
-def head_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {f"head.{k}": v for k, v in state.items()}
-
-
 def _torchvision_indices(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in state.items():
@@ -89,8 +85,8 @@ def convert_mixvpr(release: Any, config: dict[str, Any]) -> SequenceModel:
         raise ValueError(f"the MixVPR head takes {channels}-channel maps, the backbone makes "
                          f"{model.encoder.head.channel_proj.in_features}-channel ones")
     tensors = {f"backbone.{k}": v for k, v in trunk.items()}
-    model.encoder.load_state_dict(tensors | head_state(strip_prefix(state, "aggregator.")),
-                                  strict=True)
+    head = {f"head.{k}": v for k, v in strip_prefix(state, "aggregator.").items()}
+    model.encoder.load_state_dict(tensors | head, strict=True)
     return model
 
 

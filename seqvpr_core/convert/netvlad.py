@@ -94,10 +94,11 @@ def convert_netvlad(release: Any, config: dict[str, Any]) -> SequenceModel:
     if model.encoder.head.vlad.dim != vlad.dim:
         raise ValueError(f"the NetVLAD layer takes {vlad.dim}-channel maps, the encoder "
                          f"{encoder['name']!r} makes {model.encoder.head.vlad.dim}-channel ones")
-    model.encoder.head.vlad.load_state_dict(vlad.state_dict())
     if encoder_state:
         trunk = {f"backbone.{k}": v for k, v in encoder_state.items()}
         model.encoder.load_state_dict(trunk | vlad_state(vlad, "head.vlad."), strict=True)
+    else:  # the --config trunk
+        model.encoder.head.vlad.load_state_dict(vlad.state_dict())
     return model
 
 
