@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from seqvpr_core.maps import Keyframe
-from seqvpr_core.stream import WindowResult
+from seqvpr_core.stream import StreamStats, WindowResult
 
 Pose = tuple[float, float, float]
 
@@ -130,7 +130,9 @@ class Diagnostics:
         self._latency_ms.append((now_ns - stamp_ns) / 1e6)
 
     def values(self, received: int, dropped: int, queued: int, map_size: int,
-               now: float | None = None) -> dict[str, str]:
+               now: float | None = None, stream: StreamStats | None = None) -> dict[str, str]:
+        """Key/value pairs of the diagnostics status; ``stream``: the localizer's
+        :class:`StreamStats` (time resets, duplicate stamps, invalid poses)."""
         now = time.monotonic() if now is None else now
         for q in (self._frames, self._windows):
             while q and q[0] < now - self.window_s:
@@ -145,6 +147,10 @@ class Diagnostics:
             "frames dropped": str(dropped),
             "queue length": str(queued),
             "map size": str(map_size),
+            **({} if stream is None else {
+                "time resets (stamps went back)": str(stream.time_resets),
+                "duplicate stamps": str(stream.duplicate_stamps),
+                "invalid poses dropped": str(stream.invalid_poses)}),
         }
 
     @staticmethod

@@ -1,7 +1,9 @@
 """The node's parameters: one table (name, default, description) and their validation.
 
 No rclpy, so the node, the launch files and the tests read the same table, and
-validation is tested without ROS; the choices come from seqvpr_core's own tables.
+validation is tested without ROS; the choices come from seqvpr_core's own tables,
+and every number is checked by the same :mod:`seqvpr_core.limits` as the matching
+``seqvpr`` option (finite, in range), with the same words.
 """
 
 from __future__ import annotations
@@ -9,6 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from seqvpr_core.limits import (
+    BATCH,
+    COUNT,
+    MAX_WINDOW,
+    METRES,
+    NON_NEGATIVE_COUNT,
+    PERIOD_S,
+    SECONDS,
+    THRESHOLD,
+    TOP_K,
+    Limit,
+)
 from seqvpr_core.maps.indexes import GROWING_KINDS
 from seqvpr_core.models.runtime import RUNTIMES
 from seqvpr_core.stream import GateConfig
@@ -100,10 +114,16 @@ class NodeSettings:
         return cls(merged)
 
 
-_AT_LEAST = {"window_min": 0, "window_max": 0, "window_stride": 0,
-             "loop_exclusion_keyframes": 0, "consistency_tolerance": 0, "top_k": 1,
-             "consistency": 1, "queue_size": 1, "max_batch": 1, "sync_slop": 0.0,
-             "keyframe_min_distance": 0.0, "keyframe_min_interval": 0.0, "loop_exclusion": 0.0}
+MAX_QUEUE = 1000  # frames waiting for the model: 33 s of a 30 Hz camera
+FROM_MAP = Limit(integer=True, low=0, high=MAX_WINDOW)  # 0: as recorded in the map
+LIMITS: dict[str, Limit] = {
+    "window_min": FROM_MAP, "window_max": FROM_MAP,
+    "window_stride": Limit(integer=True, low=0), "loop_exclusion_keyframes": NON_NEGATIVE_COUNT,
+    "consistency_tolerance": NON_NEGATIVE_COUNT, "top_k": TOP_K, "consistency": COUNT,
+    "queue_size": Limit(integer=True, low=1, high=MAX_QUEUE), "max_batch": BATCH,
+    "sync_slop": SECONDS, "keyframe_min_distance": METRES, "keyframe_min_interval": SECONDS,
+    "loop_exclusion": SECONDS, "score_threshold": THRESHOLD, "diagnostics_period": PERIOD_S,
+}
 _CHOICES = {"mode": MODES, "device": DEVICES, "runtime": RUNTIMES, "map_index": GROWING_KINDS}
 
 
@@ -122,10 +142,9 @@ def check_value(name: str, value: Any) -> str | None:
         return f"{name} must be {expected.__name__}, got {value!r}"
     if name in _CHOICES and value not in _CHOICES[name]:
         return f"{name} must be one of {_CHOICES[name]}, got {value!r}"
-    if name in _AT_LEAST and value < _AT_LEAST[name]:
-        return f"{name} must be >= {_AT_LEAST[name]}, got {value}"
-    if name == "diagnostics_period" and value <= 0:
-        return f"diagnostics_period must be > 0, got {value}"
+    problem = LIMITS[name].problem(value) if name in LIMITS else None
+    if problem:
+        return f"{name} {problem}"
     if name == "image_topic" and not value:
         return "image_topic must not be empty"
     return None

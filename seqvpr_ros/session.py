@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seqvpr_core.data import KeyframeSpacing, SpacingFilter
+from seqvpr_core.data.images import check_frame
 from seqvpr_core.data.poses import Pose
 from seqvpr_core.data.rosbag import stamp_name
 from seqvpr_core.maps import PlaceMap
@@ -48,7 +49,7 @@ class Session:
             if not self.spacing.accept(f.stamp_ns, f.pose):
                 continue
             try:
-                kept.append((f, f.decode()))
+                kept.append((f, check_frame(f.decode(), "decoded image")))
             except Exception as exc:  # noqa: BLE001  (a bad frame is skipped, not fatal)
                 errors.append(f"frame at {stamp_name(f.stamp_ns)} skipped: {exc}")
         results = []

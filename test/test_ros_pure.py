@@ -45,7 +45,7 @@ def test_every_parameter_has_a_description_and_the_yaml_matches():
 
 
 def test_validation_names_each_problem():
-    assert check_value("top_k", 0) == "top_k must be >= 1, got 0"
+    assert check_value("top_k", 0) == "top_k must be an integer in 1..1000, got 0"
     assert "must be float" in check_value("sync_slop", "fast")
     assert check_value("keyframe_min_interval", 2) is None  # an int for a float is fine
     assert "must be int" in check_value("queue_size", True)

@@ -6,7 +6,16 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..catalog import INDEX_KINDS, METRICS
-from .common import LOG, add_model_options, add_window_options, load_model_and_window
+from ..limits import DIMENSION, METRES, SECONDS
+from ..outputs import MAP, OutputPlan
+from .common import (
+    LOG,
+    UsageError,
+    add_model_options,
+    add_window_options,
+    load_model_and_window,
+    report_stream,
+)
 
 if TYPE_CHECKING:
     from ..data import FrameSource
@@ -23,9 +32,9 @@ def add_source_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--topic", help="--bag: image topic (sensor_msgs/Image or CompressedImage)")
     p.add_argument("--odom-topic", help="--bag: nav_msgs/Odometry or geometry_msgs/PoseStamped "
                                         "topic; poses are interpolated to the frame stamps")
-    p.add_argument("--min-distance", type=float, default=0.0, metavar="METRES",
+    p.add_argument("--min-distance", type=METRES.parse, default=0.0, metavar="METRES",
                    help="--bag: keep a frame only after moving this far (needs --odom-topic)")
-    p.add_argument("--min-interval", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--min-interval", type=SECONDS.parse, default=0.0, metavar="SECONDS",
                    help="--bag: keep a frame only this long after the previous one")
 
 
@@ -35,11 +44,11 @@ def source_from_args(args: argparse.Namespace) -> FrameSource:
     spacing = KeyframeSpacing(args.min_distance, args.min_interval)
     if args.images is not None:
         if args.topic or args.odom_topic or spacing.enabled:
-            raise SystemExit("error: --topic, --odom-topic, --min-distance and --min-interval "
+            raise UsageError("--topic, --odom-topic, --min-distance and --min-interval "
                              "apply to --bag only")
         return read_image_folder(args.images)
     if not args.topic:
-        raise SystemExit("error: --bag needs --topic (the image topic)")
+        raise UsageError("--bag needs --topic (the image topic)")
     frames = read_bag(args.bag, args.topic, args.odom_topic, spacing)
     print(f"{frames.name}: {len(frames)} frames of {frames.total_messages}"
           + (f" (kept by spacing {spacing.min_distance_m} m / {spacing.min_interval_s} s)"
@@ -56,7 +65,9 @@ def add_parser(sub) -> None:
                                    "write the map directory (manifest, FAISS index, keyframes "
                                    "with stamps and poses).")
     add_source_options(p, "map")
-    p.add_argument("--out", required=True, help="map directory to write (replaced atomically)")
+    p.add_argument("--out", required=True,
+                   help="map directory to write; it may replace only a seqvpr map (recognised "
+                        "by its manifest.json) or an empty directory, atomically")
     p.add_argument("--metric", default=None, choices=METRICS,
                    help="inner product (cosine on normalised descriptors) or L2; default: "
                         "what the model's descriptors need (l2 for the raw ones of JIST's "
@@ -65,7 +76,7 @@ def add_parser(sub) -> None:
                    help="FAISS index: exact flat, hnsw (graph, grows online), ivf-flat, ivf-pq "
                         "(compact codes); auto: exact while a query takes at most 1 ms on one "
                         "core, approximate beyond (it says which and why)")
-    p.add_argument("--pca", type=int, default=None, metavar="DIM",
+    p.add_argument("--pca", type=DIMENSION.parse, default=None, metavar="DIM",
                    help="project descriptors to DIM dims by PCA learned from the map itself")
     add_model_options(p)
     add_window_options(p)
@@ -77,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from ..maps.indexes import auto_choice, index_spec
     from ..stream import LocalizerConfig, StreamingLocalizer, replay
 
+    out = OutputPlan().claim(args.out, MAP, "--out")  # refused before any work
     model, window = load_model_and_window(args)
     source = source_from_args(args)
     n_windows = max(0, (len(source) - window.min_len) // window.stride + 1)
@@ -92,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     mapper = StreamingLocalizer(model, place_map, LocalizerConfig("mapping", window))
     for _ in replay(mapper, source, args.batch_size):
         pass
-    path = place_map.save(args.out)
+    report_stream(mapper)
+    path = place_map.save(out)
     LOG.info("wrote %d map entries from %d frames to %s", len(place_map), len(source), path)
     print(f"map: {len(place_map)} entries ({model.descriptor_dim}-d, {model.name}) and its "
           f"model -> {path}")

@@ -11,13 +11,18 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..catalog import AGGREGATORS, ENCODERS, RUNTIMES
+from ..limits import BATCH, STRIDE, WINDOW_LENGTH
 
 if TYPE_CHECKING:
     from ..models import SequenceModel
-    from ..stream import WindowConfig
+    from ..stream import StreamingLocalizer, WindowConfig
 
 LOG = logging.getLogger("seqvpr")
 DEFAULT_WINDOW = 10  # frames, for models that take any window length
+
+
+class UsageError(ValueError):
+    """Options that do not go together; ``seqvpr`` prints it and exits 2."""
 
 
 def add_model_options(p: argparse.ArgumentParser, required: bool = True,
@@ -34,19 +39,19 @@ def add_model_options(p: argparse.ArgumentParser, required: bool = True,
                    help="encoder inference: onnxruntime (float32 on the CPU, CNN and CCT "
                         "encoders: 1.1-2.4x faster per frame, same descriptors) or torch; "
                         "auto: onnxruntime wherever it can run, torch elsewhere")
-    p.add_argument("--batch-size", type=int, default=32,
+    p.add_argument("--batch-size", type=BATCH.parse, default=32,
                    help="frames encoded per forward pass")
 
 
 def add_window_options(p: argparse.ArgumentParser,
                        default: str = "the model's own length if it has one, else "
                                       f"{DEFAULT_WINDOW}") -> None:
-    p.add_argument("--window", type=int, default=None, metavar="L",
+    p.add_argument("--window", type=WINDOW_LENGTH.parse, default=None, metavar="L",
                    help=f"window length in frames (sets --min-len and --max-len; default: "
                         f"{default})")
-    p.add_argument("--min-len", type=int, default=None,
+    p.add_argument("--min-len", type=WINDOW_LENGTH.parse, default=None,
                    help="shortest window, used while a stream starts (default: --window)")
-    p.add_argument("--stride", type=int, default=None,
+    p.add_argument("--stride", type=STRIDE.parse, default=None,
                    help="new frames between two windows (default: 1)")
 
 
@@ -70,6 +75,9 @@ def load_model_and_window(args: argparse.Namespace) -> tuple[SequenceModel, Wind
 
     model = load_model_from_args(args, window=args.window or DEFAULT_WINDOW)
     length = args.window or model.fixed_length or DEFAULT_WINDOW
+    if args.min_len is not None and args.min_len > length:
+        raise UsageError(f"--min-len {args.min_len} is longer than the window ({length} "
+                         "frames)")
     window = WindowConfig(args.min_len or length, length, args.stride or 1)
     check_window(model, window)
     return model, window
@@ -82,3 +90,14 @@ def set_threads(n: int) -> None:
 
     torch.set_num_threads(n)
     faiss.omp_set_num_threads(n)
+
+
+def report_stream(localizer: StreamingLocalizer) -> None:
+    """What the stream repaired, in one line (the log said it once already)."""
+    s = localizer.stats
+    notes = [f"{n} {what}" for n, what in ((s.time_resets, "time resets (stamps went back)"),
+                                            (s.duplicate_stamps, "duplicate stamps"),
+                                            (s.invalid_poses, "non-finite poses dropped"))
+             if n]
+    if notes:
+        print("stream: " + ", ".join(notes))

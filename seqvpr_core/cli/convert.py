@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-import yaml
-
-from .common import LOG
+from ..inputs import InputError, read_config_file, type_name
+from ..outputs import MODEL, OutputPlan
+from .common import LOG, UsageError
 
 FORMATS_HELP = ("jist, cosplace, vg-transformers, seqnet, stformer, adapt-stformer, mixvpr, "
                 "netvlad, dinov2 (`seqvpr convert --list` shows what this install converts)")
@@ -25,7 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--config", help="YAML/JSON partial model config for what the file does not "
                                     "determine (e.g. the frame encoder of a head-only file, "
                                     "image size, window length)")
-    p.add_argument("--out", help="seqvpr model file to write (.pt)")
+    p.add_argument("--out", help="seqvpr model file to write (.pt; replaces only a seqvpr "
+                                 "model file)")
     p.add_argument("--list", action="store_true", help="list the formats and exit")
     p.set_defaults(run=run)
 
@@ -33,16 +32,12 @@ def add_parser(sub) -> None:
 def _read_config(path: str | None) -> dict:
     if path is None:
         return {}
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"--config {p} does not exist")
-    text = p.read_text()
-    config = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    config = read_config_file(path, "--config")
     if config is None:
         return {}
     if not isinstance(config, dict):
-        raise ValueError(f"--config {p} must hold a mapping (a partial model config), got "
-                         f"{type(config).__name__}")
+        raise InputError(f"--config {path} must hold a mapping (a partial model config), got "
+                         f"{type_name(config)}")
     return config.get("model", config)
 
 
@@ -53,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(list_formats()))
         return 0
     if not (args.checkpoint and args.fmt and args.out):
-        raise SystemExit("error: give CHECKPOINT, --from FORMAT and --out MODEL.pt "
-                         "(or --list)")
+        raise UsageError("give CHECKPOINT, --from FORMAT and --out MODEL.pt (or --list)")
+    out = OutputPlan().claim(args.out, MODEL, "--out")  # refused before any work
     model = convert(args.fmt, args.checkpoint, _read_config(args.config))
-    model.save(args.out)
+    model.save(out)
     LOG.info("converted %s (%s) to %s", args.checkpoint, args.fmt, args.out)
     print(f"{args.out}: {model.name}, {model.descriptor_dim}-d descriptors, "
           + ("any window length" if model.variable_length

@@ -10,6 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
+from ..limits import WINDOW_LENGTH
 from . import STARTED
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -24,12 +25,13 @@ def add_parser(sub) -> None:
                        description="The main job end to end on the bundled sample of the "
                                    "Nordland railway (summer map, winter queries): prints "
                                    "single-frame and sequence Recall@1/5 and writes a plot.")
-    p.add_argument("--out", default="seqvpr-demo", help="folder for the map, matches, report "
-                                                        "and plot")
+    p.add_argument("--out", default="seqvpr-demo",
+                   help="folder for the map, matches.csv, report.json and recall.png (each "
+                        "replaces only what a seqvpr demo wrote)")
     p.add_argument("--model", default=None, metavar="SPEC",
                    help="model spec (default: EfficientNet-Lite0 grid features concatenated "
                         f"over the window, {DEMO_MODEL.name})")
-    p.add_argument("--window", type=int, default=None, metavar="L",
+    p.add_argument("--window", type=WINDOW_LENGTH.parse, default=None, metavar="L",
                    help="window length in frames (default: the model's own length if it has "
                         f"one, else {DEMO_WINDOW}; the default model concatenates any length)")
     p.add_argument("--data", default=str(DEMO_DATA),
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from .. import __version__
     from ..atomic import write_json
     from ..data import read_image, read_image_folder
     from ..eval import GroundTruth, recall_at_k, window_positives
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.report import plot_recall_curves
     from ..maps import PlaceMap
     from ..models import build_model
+    from ..outputs import MAP, PLOT, REPORT, TABLE, OutputPlan
     from ..stream import LocalizerConfig, StreamingLocalizer, WindowConfig, check_window, replay
     from .common import set_threads
     from .localize_output import write_csv
@@ -69,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
         # which stall badly when anything else shares the two cores.
         set_threads(1)
     out = Path(args.out)
+    plan = OutputPlan()
+    paths = {"map": plan.claim(out / "map", MAP, "--out map"),
+             "matches": plan.claim(out / "matches.csv", TABLE, "--out matches.csv"),
+             "report": plan.claim(out / "report.json", REPORT, "--out report.json"),
+             "plot": plan.claim(out / "recall.png", PLOT, "--out recall.png")}
     spec = args.model or _demo_model(args.window)
     model = build_model(spec, window=args.window or DEMO_WINDOW, runtime="auto")
     length = args.window or model.fixed_length or DEMO_WINDOW
@@ -85,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     mapper = StreamingLocalizer(model, place_map, LocalizerConfig("mapping", window))
     for _ in replay(mapper, summer, desc="map summer"):
         pass
-    place_map.save(out / "map")
-    place_map = PlaceMap.load(out / "map")
+    place_map.save(paths["map"])
+    place_map = PlaceMap.load(paths["map"])
 
     # 2. stream winter frames one at a time, as the robot's camera delivers them
     localizer = StreamingLocalizer(model, place_map,
@@ -101,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     db_spans = np.stack([table.column("first_index"), table.column("last_index")], 1)
     positives = window_positives(frame_spans(results), db_spans, len(summer), gt)
     seq = recall_at_k(ranked_ids(results, 20), positives)
-    write_csv(out / "matches.csv", ["query_index", "query_name", "match_index", "match_name",
+    write_csv(paths["matches"], ["query_index", "query_name", "match_index", "match_name",
                                     "score", "correct"],
               [[r.last.index, r.last.name, r.matches[0].keyframe.last_index,
                 r.matches[0].keyframe.name, f"{r.matches[0].score:.4f}",
@@ -117,9 +126,10 @@ def run(args: argparse.Namespace) -> int:
     report = {"model": model.name, "window": length, "ground_truth": gt.describe(),
               "map_frames": len(summer), "query_frames": len(winter),
               "recall": {str(k): v for k, v in seq.items()},
-              "single_frame_recall": {str(k): v for k, v in single.items()}}
-    write_json(out / "report.json", report)
-    plot_recall_curves(out / "recall.png",
+              "single_frame_recall": {str(k): v for k, v in single.items()},
+              "seqvpr_version": __version__}
+    write_json(paths["report"], report, REPORT)
+    plot_recall_curves(paths["plot"],
                        {f"sequence ({model.name}, L={length})": seq,
                         "single frame": single},
                        "Nordland sample: winter queries vs summer map")

@@ -7,13 +7,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..catalog import GROWING_INDEX_KINDS
+from ..limits import COUNT, SECONDS, THRESHOLD, TOP_K
+from ..outputs import MAP, PLOT, TABLE, OutputPlan
 from .build_map import add_source_options, source_from_args
 from .common import (
     LOG,
+    UsageError,
     add_model_options,
     add_window_options,
     load_model_and_window,
     load_model_from_args,
+    report_stream,
 )
 
 if TYPE_CHECKING:
@@ -32,25 +36,26 @@ def add_parser(sub) -> None:
     p.add_argument("--map", help="map directory made by build-map (slam: optional prior map)")
     add_source_options(p, "query")
     p.add_argument("--out", required=True, help="matches file, one row per window (.csv or "
-                                                ".jsonl)")
+                                                ".jsonl); replaces only a table seqvpr wrote")
     p.add_argument("--format", choices=FORMATS,
                    help="matches and loops format (default: from the --out suffix, else csv)")
     p.add_argument("--loops", help="loop-closure candidates file (default: <out>.loops.<fmt>)")
     p.add_argument("--plot", help="trajectory plot PNG, written when poses exist "
                                   "(default: <out>.png)")
-    p.add_argument("--top-k", type=int, default=5, help="matches per window")
+    p.add_argument("--top-k", type=TOP_K.parse, default=5,
+                   help="matches per window (at most the map's size in localize mode)")
     p.add_argument("--mode", default="localize", choices=("localize", "slam"),
                    help="slam: the map also grows from the query stream")
     p.add_argument("--save-map", help="slam: write the grown map to this directory")
     p.add_argument("--index", choices=GROWING_INDEX_KINDS,
                    help="slam without --map: index of the map that grows (default flat, "
                         "exact; hnsw: sub-linear search for long runs)")
-    p.add_argument("--exclude-recent", type=float, default=30.0, metavar="SECONDS",
+    p.add_argument("--exclude-recent", type=SECONDS.parse, default=30.0, metavar="SECONDS",
                    help="slam: ignore map entries from the last SECONDS before a window")
-    p.add_argument("--threshold", type=float, default=float("-inf"),
+    p.add_argument("--threshold", type=THRESHOLD.parse, default=float("-inf"),
                    help="loop-closure gate: minimum score of the best match (inner product "
                         "for ip maps, -squared L2 distance for l2 maps); default: none")
-    p.add_argument("--consistency", type=int, default=3,
+    p.add_argument("--consistency", type=COUNT.parse, default=3,
                    help="loop-closure gate: consecutive windows that must agree")
     add_model_options(p, required=False,
                       what="with --map: by default the map's own model (it must match); ")
@@ -65,10 +70,12 @@ def _map_window(args: argparse.Namespace, place_map: PlaceMap) -> WindowConfig:
     from ..stream import WindowConfig
 
     if not place_map.window and args.window is None:
-        raise SystemExit(f"error: {args.map} does not record its window; pass --window")
+        raise UsageError(f"{args.map} does not record its window; pass --window")
     recorded = WindowConfig(**place_map.window) if place_map.window else None
     max_len = args.window or recorded.max_len
     min_len = args.min_len or (recorded.min_len if args.window is None else max_len)
+    if min_len > max_len:
+        raise UsageError(f"--min-len {min_len} is longer than the window ({max_len} frames)")
     stride = args.stride or (recorded.stride if recorded else 1)
     window = WindowConfig(min_len, max_len, stride)
     if recorded is not None and window != recorded:
@@ -87,13 +94,13 @@ def _open_map(args: argparse.Namespace):
 
     if args.map:
         if args.index:
-            raise SystemExit(f"error: --index sets the index of a new slam map; {args.map} "
+            raise UsageError(f"--index sets the index of a new slam map; {args.map} "
                              "keeps its own")
         place_map = PlaceMap.load(args.map)
         window = _map_window(args, place_map)
         spec = args.model or place_map.model_spec()
         if spec is None:
-            raise SystemExit(f"error: {args.map} does not record its model; pass --model")
+            raise UsageError(f"{args.map} does not record its model; pass --model")
         model = load_model_from_args(args, spec=spec, window=window.max_len)
         check_window(model, window)
         place_map.check_model(model.fingerprint(), model.descriptor_dim)
@@ -102,9 +109,9 @@ def _open_map(args: argparse.Namespace):
               f"{model.name} from {origin}")
         return place_map, window, model
     if args.mode != "slam":
-        raise SystemExit("error: --map is required in localize mode")
+        raise UsageError("--map is required in localize mode")
     if not args.model:
-        raise SystemExit("error: slam without --map needs --model")
+        raise UsageError("slam without --map needs --model")
     model, window = load_model_and_window(args)
     spec = index_spec(args.index or "flat", model.descriptor_dim, 0)
     place_map = PlaceMap.for_model(model, window, args.model, index_spec=spec)
@@ -125,34 +132,47 @@ def run(args: argparse.Namespace) -> int:
     )
 
     if args.save_map and args.mode != "slam":
-        raise SystemExit("error: --save-map needs --mode slam")
+        raise UsageError("--save-map needs --mode slam")
     out = Path(args.out)
     fmt = args.format or ("jsonl" if out.suffix == ".jsonl" else "csv")
+    # every output claimed before any work: none may replace what seqvpr did not write,
+    # nor another output of this run (the loops file landing on the matches file)
+    plan = OutputPlan()
+    out = plan.claim(out, TABLE, "--out")
+    loops_path = plan.claim(args.loops or out.with_suffix(f".loops.{fmt}"), TABLE,
+                            "--loops" if args.loops else "the loops file (<out>.loops.*)")
+    plot = plan.claim(args.plot or out.with_suffix(".png"), PLOT,
+                      "--plot" if args.plot else "the plot (<out>.png)")
+    save_map = plan.claim(args.save_map, MAP, "--save-map") if args.save_map else None
     place_map, window, model = _open_map(args)
     source = source_from_args(args)
     if len(source) < window.min_len:
         raise ValueError(f"{source.name}: {len(source)} frames make no window of "
                          f"{window.min_len} frames; nothing to localize")
-    config = LocalizerConfig(args.mode, window, top_k=args.top_k,
+    top_k = args.top_k
+    if args.mode == "localize" and top_k > len(place_map):
+        top_k = max(1, len(place_map))
+        print(f"--top-k {args.top_k}: the map has {len(place_map)} entries; {top_k} matches "
+              "per window")
+    config = LocalizerConfig(args.mode, window, top_k=top_k,
                              exclude_recent_s=args.exclude_recent,
                              gate=GateConfig(args.threshold, args.consistency))
     localizer = StreamingLocalizer(model, place_map, config)
     prior = [place_map.keyframes[i] for i in range(len(place_map))]
     results = list(replay(localizer, source, args.batch_size))
     loops = [loop_record(r) for r in results if r.loop_closure is not None]
-    loops_path = Path(args.loops) if args.loops else out.with_suffix(f".loops.{fmt}")
     if fmt == "jsonl":
         write_jsonl(out, [window_record(r) for r in results])
         write_jsonl(loops_path, loops)
     else:
-        write_csv(out, window_header(args.top_k), [window_row(r) for r in results])
+        write_csv(out, window_header(top_k), [window_row(r) for r in results])
         write_csv(loops_path, LOOP_COLUMNS, [list(d.values()) for d in loops])
-    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
     plotted = plot_trajectory(plot, results, prior, source.name)
-    if args.save_map:
-        place_map.save(args.save_map)
+    if save_map is not None:
+        place_map.save(save_map)
     LOG.info("%d windows localized, %d loop closures", len(results), len(loops))
     print(f"localize: {len(results)} query windows -> {out}; {len(loops)} loop closures -> "
           f"{loops_path}" + (f"; plot -> {plot}" if plotted else "; no poses, no plot")
-          + (f"; map ({len(place_map)} entries) -> {args.save_map}" if args.save_map else ""))
+          + (f"; map ({len(place_map)} entries) -> {save_map}" if save_map else ""))
+    report_stream(localizer)
     return 0

@@ -10,20 +10,22 @@ from collections.abc import Sequence
 
 from ..atomic import atomic_path, save_figure
 from ..maps import Keyframe
+from ..outputs import TABLE
 from ..stream import WindowResult
 
 
 def write_csv(path: str | os.PathLike, header: list[str], rows: Sequence[list]) -> None:
-    """Atomic CSV write."""
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+    """Atomic CSV write; replaces only a table seqvpr wrote."""
+    with atomic_path(path, TABLE) as tmp, \
+            tmp.open("w", newline="", errors="surrogateescape") as f:  # any file name
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
 
 
 def write_jsonl(path: str | os.PathLike, records: Sequence[dict]) -> None:
-    """Atomic JSON-lines write, one object per line."""
-    with atomic_path(path) as tmp, tmp.open("w") as f:
+    """Atomic JSON-lines write, one object per line; replaces only a table seqvpr wrote."""
+    with atomic_path(path, TABLE) as tmp, tmp.open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
 
 

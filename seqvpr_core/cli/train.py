@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 
+from ..limits import COUNT
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a sequence model from a YAML config",
@@ -17,8 +19,9 @@ def add_parser(sub) -> None:
     p.add_argument("--config", required=True, help="training config (YAML), see config/train/")
     p.add_argument("--resume", action="store_true",
                    help="continue from <output>/last.ckpt exactly where it stopped")
-    p.add_argument("--epochs", type=int, help="override optim.epochs of the config")
-    p.add_argument("--output", help="override the config's output folder")
+    p.add_argument("--epochs", type=COUNT.parse, help="override optim.epochs of the config")
+    p.add_argument("--output", help="override the config's output folder (a new or empty "
+                                    "folder, or one seqvpr train wrote)")
     p.set_defaults(run=run)
 
 

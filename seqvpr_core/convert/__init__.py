@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..inputs import regular_file
 from ..models import SequenceModel
 from ..models.weights import safe_load
 
@@ -67,9 +68,7 @@ def list_formats() -> list[str]:
 
 def read_release(path: str | os.PathLike) -> Any:
     """A released checkpoint, read without running pickled code."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    path = regular_file(Path(path).expanduser(), "checkpoint")  # a FIFO would block
     try:
         return safe_load(path)
     except Exception as exc:  # noqa: BLE001  (torch raises many kinds for a bad file)

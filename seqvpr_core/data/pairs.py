@@ -7,6 +7,7 @@ validation and ``seqvpr eval`` consume that one shape, whatever the source.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,23 @@ def register_dataset(name: str):
     return wrap
 
 
+def known_datasets() -> list[str]:
+    """Names of the registered dataset readers."""
+    from . import readers  # noqa: F401  (registration on import)
+
+    return sorted(DATASETS)
+
+
+def check_options(reader: str, options: dict) -> None:
+    """ValueError naming an option the reader does not take."""
+    fn = DATASETS[reader]
+    try:
+        inspect.signature(fn).bind(None, **options)
+    except TypeError as exc:
+        known = list(inspect.signature(fn).parameters)[1:]
+        raise ValueError(f"dataset reader {reader!r}: {exc}; its options: {known}") from None
+
+
 def read_dataset(reader: str, root: str | Path, **options
                  ) -> Mapping[str, list[TraversalPair]]:
     """Read a dataset by reader name; unknown names list the known ones. Some readers
@@ -77,7 +95,12 @@ def read_dataset(reader: str, root: str | Path, **options
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root {root} does not exist")
-    return DATASETS[reader](root, **options)
+    check_options(reader, options)
+    try:
+        return DATASETS[reader](root, **options)
+    except (TypeError, AttributeError) as exc:  # an option of the wrong shape
+        raise ValueError(f"dataset reader {reader!r}: an option has the wrong shape "
+                         f"({exc}); options given: {options}") from None
 
 
 def layout_error(root: Path, what: str, expected: str) -> ValueError:

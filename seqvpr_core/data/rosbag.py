@@ -14,6 +14,7 @@ reading stopped.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import struct
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..inputs import regular_file
 from .poses import Pose, interpolate_poses, yaw_degrees
 from .ros_image import compressed_to_rgb, raw_to_rgb
 from .spacing import KeyframeSpacing
@@ -196,8 +198,8 @@ def read_bag(path: str | os.PathLike, topic: str, odom_topic: str | None = None,
 def _open(path: Path, Reader):
     """An opened-on-enter rosbags Reader; a bag directory whose recorder died before
     writing metadata.yaml is read through its single storage file."""
-    if not path.exists():
-        raise FileNotFoundError(f"rosbag {path} does not exist")
+    if not path.is_dir():  # a FIFO or device named .mcap would block the reader
+        regular_file(path, "rosbag")
     target = path
     if path.is_dir() and not (path / "metadata.yaml").exists():
         files = sorted(p for p in path.iterdir() if p.suffix in STORAGE_SUFFIXES)
@@ -252,19 +254,29 @@ def _decode(typestore, raw, msgtype: str, topic: str, stamp_ns: int) -> np.ndarr
 
 
 def _read_poses(reader, topic: str, typestore, path: Path, damage: list[str]):
-    """(stamps int64 [N], xy [N, 2], heading degrees [N]) of a pose topic."""
+    """(stamps int64 [N], xy [N, 2], heading degrees [N]) of a pose topic; samples
+    with a non-finite position or orientation are left out (with a warning), never
+    interpolated."""
     conns = _topic_connections(reader, topic, POSE_TYPES, path)
     stamps, xy, heading = [], [], []
+    invalid = 0
     try:
         for conn, _, raw in reader.messages(connections=conns):
             msg = typestore.deserialize_cdr(raw, conn.msgtype)
             pose = msg.pose if conn.msgtype.endswith("PoseStamped") else msg.pose.pose
+            q = pose.orientation
+            h = yaw_degrees(q.x, q.y, q.z, q.w)
+            if not all(map(math.isfinite, (pose.position.x, pose.position.y, h))):
+                invalid += 1
+                continue
             stamps.append(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
             xy.append((pose.position.x, pose.position.y))
-            q = pose.orientation
-            heading.append(yaw_degrees(q.x, q.y, q.z, q.w))
+            heading.append(h)
     except Exception as exc:  # noqa: BLE001
         damage.append(_damage_note(path, topic, len(stamps), exc))
+    if invalid:
+        LOG.warning("%s: %d messages of %s have a non-finite pose; left out", path,
+                    invalid, topic)
     if not stamps:
         raise BagError(f"{path}: pose topic {topic} has no readable messages"
                        + (f" ({damage[-1]})" if damage else ""))

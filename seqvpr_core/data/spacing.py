@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..limits import METRES, SECONDS
 from .poses import Pose
 
 
@@ -24,9 +25,8 @@ class KeyframeSpacing:
     min_interval_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (self.min_distance_m >= 0 and self.min_interval_s >= 0):
-            raise ValueError(f"keyframe spacing must be >= 0, got {self.min_distance_m} m, "
-                             f"{self.min_interval_s} s")
+        METRES.check("keyframe min_distance (m)", self.min_distance_m)
+        SECONDS.check("keyframe min_interval (s)", self.min_interval_s)
 
     @property
     def enabled(self) -> bool:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import csv
+import io
+import logging
+import math
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..inputs import InputError, describe_os_error, directory, file_kind, read_text
 from .images import IMAGE_SUFFIXES, read_image
+
+LOG = logging.getLogger(__name__)
 
 POSES_FILE = "poses.csv"
 DEFAULT_PERIOD_NS = 1_000_000_000  # image folders without stamps: 1 frame per second
@@ -82,36 +89,83 @@ def read_image_folder(folder: str | os.PathLike) -> Traversal:
 
     An optional ``poses.csv`` (columns ``name,stamp,x,y[,heading]``; stamp in
     seconds, x/y in metres, heading in degrees) supplies stamps and positions;
-    otherwise frames are stamped one second apart.
+    otherwise frames are stamped one second apart. Entries named like images that
+    are not regular files (directories, FIFOs, broken or looping links) are skipped
+    with a warning: reading a FIFO would block forever.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    folder = directory(folder, "image folder")
+    paths = image_files(folder)
     if not paths:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     stamps = np.arange(len(paths), dtype=np.int64) * DEFAULT_PERIOD_NS
     positions = headings = None
     poses_file = folder / POSES_FILE
-    if poses_file.is_file():
+    if os.path.lexists(poses_file):
         stamps, positions, headings = _read_poses(poses_file, [p.name for p in paths])
     return Traversal(folder.name, paths, stamps, positions, headings)
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The regular files of ``folder`` named like images, sorted by name; entries that
+    only look like images (directories, FIFOs, broken or looping links) are skipped with
+    a warning: reading a FIFO would block forever."""
+    try:
+        entries = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    except OSError as exc:
+        raise InputError(f"cannot list image folder {folder}: {describe_os_error(exc)}") \
+            from None
+    paths, skipped = [], []
+    for p in entries:
+        try:
+            mode = p.stat().st_mode
+            if stat.S_ISREG(mode):
+                paths.append(p)
+                continue
+            skipped.append(f"{p.name} ({file_kind(mode)})")
+        except OSError as exc:
+            skipped.append(f"{p.name} ({describe_os_error(exc)})")
+    if skipped:
+        LOG.warning("%s: skipped %d entries named like images that are not image files: %s",
+                    folder, len(skipped), ", ".join(skipped[:3])
+                    + (", ..." if len(skipped) > 3 else ""))
+    return paths
+
+
 def _read_poses(path: Path, names: list[str]):
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
+    """stamps int64 [N] ns, positions float [N, 2], headings [N] or None, of ``names``;
+    errors name the file, the line and the column."""
+    text = read_text(path, "poses file")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         missing = {"name", "stamp", "x", "y"} - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(f"{path} lacks columns {sorted(missing)}; expected "
+            raise InputError(f"{path} lacks columns {sorted(missing)}; expected "
                              "name,stamp,x,y[,heading]")
-        rows = {row["name"]: row for row in reader}
+        rows = {}
+        for row in reader:
+            rows[row["name"]] = (reader.line_num, row)
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a readable CSV file ({exc})") from None
     absent = [n for n in names if n not in rows]
     if absent:
-        raise ValueError(f"{path} has no row for {len(absent)} image(s), e.g. {absent[0]!r}")
-    stamps = np.array([round(float(rows[n]["stamp"]) * 1e9) for n in names], dtype=np.int64)
-    positions = np.array([[float(rows[n]["x"]), float(rows[n]["y"])] for n in names])
-    headings = None
-    if all(rows[n].get("heading") not in (None, "") for n in names):
-        headings = np.array([float(rows[n]["heading"]) for n in names])
-    return stamps, positions, headings
+        raise InputError(f"{path} has no row for {len(absent)} image(s), e.g. {absent[0]!r}")
+
+    def number(name: str, column: str, optional: bool = False) -> float:
+        line, row = rows[name]
+        value = row.get(column)
+        if optional and value in (None, ""):
+            return math.nan
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{path}:{line}: {column} of {name} must be a number, got "
+                             f"{value!r}") from None
+        if not math.isfinite(x):
+            raise InputError(f"{path}:{line}: {column} of {name} must be finite, got "
+                             f"{value!r} (leave heading empty when unknown)")
+        return x
+
+    stamps = np.array([round(number(n, "stamp") * 1e9) for n in names], dtype=np.int64)
+    positions = np.array([[number(n, "x"), number(n, "y")] for n in names])
+    headings = np.array([number(n, "heading", optional=True) for n in names])
+    return stamps, positions, (None if np.isnan(headings).any() else headings)

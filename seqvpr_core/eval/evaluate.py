@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -240,7 +240,8 @@ def _reversed_windows(encoded: tuple[torch.Tensor, list[FrameInfo], np.ndarray |
     Blocks of ``max_len`` frames (cut in every sequence separately) are each
     reversed, and windows with stride = ``max_len`` are taken on them, so each
     evaluated window holds the same frames as a forward window, in the opposite
-    order.
+    order. Stamps keep running forward, as for a robot driving the route backwards
+    (the stream restarts its windows when time goes back).
     """
     feats, infos, sequences = encoded
     blocks = []
@@ -248,5 +249,8 @@ def _reversed_windows(encoded: tuple[torch.Tensor, list[FrameInfo], np.ndarray |
         n = (stop - start) - (stop - start) % window.max_len
         blocks.append(start + np.arange(n).reshape(-1, window.max_len)[:, ::-1].reshape(-1))
     order = np.concatenate(blocks or [np.zeros(0, dtype=np.int64)]).astype(np.int64)
-    return (feats[torch.from_numpy(order.copy())], [infos[i] for i in order],
+    forward = np.sort(order)
+    return (feats[torch.from_numpy(order.copy())],
+            [replace(infos[i], stamp_ns=infos[j].stamp_ns) for i, j in zip(order, forward,
+                                                                        strict=True)],
             None if sequences is None else np.asarray(sequences)[order])

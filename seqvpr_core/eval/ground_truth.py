@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..limits import DEGREES, METRES, NON_NEGATIVE_COUNT
+
 
 @dataclass(frozen=True)
 class GroundTruth:
@@ -28,6 +30,11 @@ class GroundTruth:
             raise ValueError("ground truth needs exactly one of a frame tolerance or a radius")
         if self.max_heading_deg is not None and self.radius is None:
             raise ValueError("a heading limit needs a radius ground truth (positions)")
+        for name, value, limit in (("tolerance", self.tolerance, NON_NEGATIVE_COUNT),
+                                   ("radius", self.radius, METRES),
+                                   ("max_heading_deg", self.max_heading_deg, DEGREES)):
+            if value is not None:
+                limit.check(f"ground truth {name}", value)
 
     def describe(self) -> dict:
         if self.tolerance is not None:

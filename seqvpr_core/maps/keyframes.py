@@ -28,6 +28,17 @@ class Keyframe:
     heading: float = math.nan
     source: str = ""
 
+    def __post_init__(self) -> None:
+        if self.end_ns < self.start_ns:
+            raise ValueError(f"keyframe {self.name or self.last_index!r} ends at "
+                             f"{self.end_ns} ns, before its start {self.start_ns} ns")
+        if self.length < 1:
+            raise ValueError(f"keyframe {self.name or self.last_index!r} has length "
+                             f"{self.length}; a window holds at least one frame")
+        if math.isinf(self.x) or math.isinf(self.y) or math.isinf(self.heading):
+            raise ValueError(f"keyframe {self.name or self.last_index!r} has an infinite "
+                             f"pose ({self.x}, {self.y}, {self.heading}); unknown is nan")
+
     @property
     def has_pose(self) -> bool:
         return not (math.isnan(self.x) or math.isnan(self.y))
@@ -60,7 +71,8 @@ class KeyframeTable:
         return np.asarray(self._cols[name])
 
     def save_csv(self, path: Path) -> None:
-        with path.open("w", newline="") as f:
+        # surrogateescape: file names that are not UTF-8 (Linux allows any bytes) round-trip
+        with path.open("w", newline="", errors="surrogateescape") as f:
             writer = csv.writer(f)
             writer.writerow(COLUMNS)
             for i in range(len(self)):
@@ -70,20 +82,23 @@ class KeyframeTable:
     @classmethod
     def load_csv(cls, path: Path) -> KeyframeTable:
         table = cls()
-        with path.open(newline="") as f:
+        with path.open(newline="", errors="surrogateescape") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if tuple(header or ()) != COLUMNS:
                 raise ValueError(f"{path}: header {header} is not {list(COLUMNS)}")
             for line, row in enumerate(reader, start=2):
-                if len(row) != len(COLUMNS) or int(row[0]) != len(table):
-                    raise ValueError(f"{path}:{line}: malformed or out-of-order row {row}")
-                values = dict(zip(COLUMNS, row, strict=True))
-                table.append(Keyframe(
-                    **{c: int(values[c]) for c in cls._INT},
-                    **{c: float(values[c]) if values[c] else math.nan for c in cls._FLOAT},
-                    **{c: values[c] for c in cls._STR},
-                ))
+                try:
+                    if len(row) != len(COLUMNS) or int(row[0]) != len(table):
+                        raise ValueError("malformed or out-of-order row")
+                    values = dict(zip(COLUMNS, row, strict=True))
+                    table.append(Keyframe(
+                        **{c: int(values[c]) for c in cls._INT},
+                        **{c: float(values[c]) if values[c] else math.nan for c in cls._FLOAT},
+                        **{c: values[c] for c in cls._STR},
+                    ))
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{line}: {exc}: {row[:len(COLUMNS)]}") from None
         return table
 
 

@@ -4,9 +4,12 @@ is all a robot needs (maps written before they carried it rebuild the model from
 the config in the manifest, which the fingerprint check accepts when it has no
 trained weights).
 
-Written atomically (temporary directory, then rename) and validated on load:
-format version, file checksums, entry counts, descriptor size and the
-fingerprint of the model that made the descriptors.
+Written atomically (temporary directory, then rename; a save killed at any
+instant leaves a map the next load finds, see :mod:`seqvpr_core.atomic`) and
+validated on load: the manifest's fields (:mod:`.manifest`), file checksums,
+entry counts, descriptor size, the index's metric and the fingerprint of the
+model that made the descriptors. ``save`` replaces only a map (or an empty
+directory): never a folder of someone's files (:mod:`seqvpr_core.outputs`).
 
 Indexes that need training (IVF, PQ, PCA; see :mod:`.indexes`) are trained on
 the map's own descriptors. Until a map has enough entries for that, they sit
@@ -19,13 +22,13 @@ online); entries added after training are encoded with the trained index
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,20 +36,25 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..atomic import atomic_directory, recover_directory
 from ..catalog import METRICS
+from ..inputs import InputError, directory, regular_file
+from ..outputs import MAP, claim
 from . import indexes
 from .keyframes import Keyframe, KeyframeTable
+from .manifest import (
+    FORMAT,
+    INDEX,
+    KEYFRAMES,
+    MANIFEST,
+    MODEL,
+    VERSION,
+    MapFormatError,
+    read_manifest,
+)
 
 LOG = logging.getLogger(__name__)
-
-FORMAT = "seqvpr-map"
-VERSION = 1
-MANIFEST, INDEX, KEYFRAMES = "manifest.json", "index.faiss", "keyframes.csv"
-MODEL = "model.pt"
-
-
-class MapFormatError(ValueError):
-    """A map directory is missing, damaged, or made by a different model."""
+__all__ = ["MANIFEST", "MODEL", "MapFormatError", "Match", "PlaceMap"]
 
 
 @dataclass(frozen=True)
@@ -231,15 +239,20 @@ class PlaceMap:
     # --- persistence -------------------------------------------------------------------
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write the map directory atomically; an existing map is replaced whole."""
+        """Write the map directory atomically; an existing map is replaced whole.
+
+        Refuses (:class:`~seqvpr_core.outputs.OutputError`) a directory that is not a
+        map or empty, and a file: nothing but a map is ever replaced."""
         faiss = _faiss()
+        target = claim(directory, MAP)  # refused before the (possibly long) training
         if not self.trained and len(self) >= indexes.train_size(self.index):
             self.train()
-        target = Path(directory).resolve()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-        try:
-            faiss.write_index(self.searched_index, str(tmp / INDEX))
+        with atomic_directory(target, MAP) as tmp:
+            try:
+                faiss.write_index(self.searched_index, str(tmp / INDEX))
+            except RuntimeError as exc:  # how FAISS reports a failed fwrite (a full disk)
+                raise OSError(f"FAISS could not write {INDEX}: "
+                              f"{str(exc).strip().splitlines()[-1]}") from exc
             self.keyframes.save_csv(tmp / KEYFRAMES)
             files = [INDEX, KEYFRAMES, *self._write_model(tmp)]
             manifest = {
@@ -258,19 +271,6 @@ class PlaceMap:
                 "files": {name: _sha256(tmp / name) for name in files},
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            for name in (*files, MANIFEST):
-                with (tmp / name).open("rb") as f:
-                    os.fsync(f.fileno())
-            old = None
-            if target.exists():
-                old = target.parent / f".{target.name}.old-{os.getpid()}"
-                os.replace(target, old)
-            os.replace(tmp, target)
-            if old is not None:
-                shutil.rmtree(old)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
         LOG.info("saved %r to %s", self, target)
         return target
 
@@ -293,21 +293,35 @@ class PlaceMap:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> PlaceMap:
-        """Read and validate a map directory; any damage raises :class:`MapFormatError`."""
-        faiss = _faiss()
+        """Read and validate a map directory; any damage raises :class:`MapFormatError`.
+
+        A map whose save was killed between its two renames is found where the save
+        left it and put back (:func:`~seqvpr_core.atomic.recover_directory`)."""
         root = Path(directory)
-        if not root.is_dir():
-            raise MapFormatError(f"map directory {root} does not exist")
-        manifest = _read_manifest(root)
-        for name, digest in manifest["files"].items():
-            path = root / name
-            if not path.is_file():
-                raise MapFormatError(f"{path} is missing")
-            if _sha256(path) != digest:
-                raise MapFormatError(f"{path} is damaged: its sha256 does not match "
-                                     f"{MANIFEST}")
+        if not os.path.lexists(root):
+            recovered = recover_directory(root, cls._read)
+            if recovered is None:
+                raise MapFormatError(f"map directory {root} does not exist")
+            return recovered
+        return cls._read(root)
+
+    @classmethod
+    def _read(cls, root: Path) -> PlaceMap:
+        faiss = _faiss()
+        try:
+            directory(root, "map directory")
+            manifest = read_manifest(root)
+            for name, digest in manifest["files"].items():
+                path = root / name
+                if not os.path.lexists(path):
+                    raise MapFormatError(f"{path} is missing")
+                if _sha256(regular_file(path, "map file")) != digest:
+                    raise MapFormatError(f"{path} is damaged: its sha256 does not match "
+                                         f"{MANIFEST}")
+        except (InputError, OSError) as exc:
+            raise MapFormatError(str(exc)) from None
         m = cls.__new__(cls)
-        m.dim, m.metric = int(manifest["descriptor_dim"]), manifest["metric"]
+        m.dim, m.metric = manifest["descriptor_dim"], manifest["metric"]
         m.index_spec, m.model = manifest["index"], manifest["model"]
         m.window, m.sources = manifest.get("window", {}), manifest.get("sources", [])
         m._gpu = None
@@ -322,31 +336,17 @@ class PlaceMap:
                 m.index = faiss.index_factory(m.dim, m.index_spec, m._faiss_metric())
                 indexes.tune(m.index)
                 m._staging = stored
-        except (RuntimeError, ValueError) as exc:
+        except (RuntimeError, ValueError, OSError, csv.Error) as exc:
             raise MapFormatError(f"cannot read map {root}: {exc}") from exc
         counts = {"manifest": manifest["count"], INDEX: stored.ntotal,
                   KEYFRAMES: len(m.keyframes)}
         if len(set(counts.values())) != 1 or stored.d != m.dim:
             raise MapFormatError(f"map {root} is inconsistent: entry counts {counts}, "
                                  f"index dim {stored.d} vs manifest {m.dim}")
+        if stored.metric_type != m._faiss_metric():
+            actual = "inner product" if stored.metric_type == faiss.METRIC_INNER_PRODUCT \
+                else "L2" if stored.metric_type == faiss.METRIC_L2 else str(stored.metric_type)
+            raise MapFormatError(f"{root / MANIFEST} says metric {m.metric!r} but "
+                                 f"{INDEX} searches by {actual}: scores would come out with "
+                                 "the wrong sign; the manifest was edited or mixed up")
         return m
-
-
-def _read_manifest(root: Path) -> dict[str, Any]:
-    path = root / MANIFEST
-    if not path.is_file():
-        raise MapFormatError(f"{path} is missing: {root} is not a seqvpr map")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MapFormatError(f"{path} is not valid JSON: {exc}") from exc
-    if manifest.get("format") != FORMAT:
-        raise MapFormatError(f"{path} is not a seqvpr map manifest")
-    if manifest.get("version") != VERSION:
-        raise MapFormatError(f"{path} has map format version {manifest.get('version')}; "
-                             f"this seqvpr reads version {VERSION}")
-    required = {"descriptor_dim", "metric", "index", "count", "model", "files"}
-    missing = required - set(manifest)
-    if missing:
-        raise MapFormatError(f"{path} lacks fields {sorted(missing)}")
-    return manifest

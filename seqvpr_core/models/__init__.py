@@ -6,13 +6,12 @@ built-in models.
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
+from ..inputs import InputError, read_config_file, type_name
 from . import aggregators, encoders  # noqa: F401  (registration on import)
 from .base import Aggregator, FrameEncoder, Preprocess
 from .registry import (
@@ -74,11 +73,16 @@ def build_model(spec: str | Path | dict, window: int | None = None, device: str 
     elif path.suffix in CHECKPOINT_SUFFIXES:
         model = load_model(path)
     elif path.suffix in CONFIG_SUFFIXES:
-        if not path.is_file():
-            raise FileNotFoundError(f"model config {path} does not exist")
-        text = path.read_text()
-        config = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        model = SequenceModel(config.get("model", config))
+        config = read_config_file(path, "model config")
+        if isinstance(config, dict) and isinstance(config.get("model"), dict):
+            config = config["model"]  # a training config: its model
+        if not isinstance(config, dict):
+            raise InputError(f"model config {path} must be a mapping with encoder and "
+                             f"aggregator, got {type_name(config)}")
+        try:
+            model = SequenceModel(config)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"model config {path}: {exc}") from None
     else:
         model = SequenceModel(spec_config(str(spec), window))
     torch_device = resolve_device(device)

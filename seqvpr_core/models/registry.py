@@ -43,14 +43,24 @@ def _lookup(table: dict[str, Callable], kind: str, name: str) -> Callable:
         raise ValueError(f"unknown {kind} {name!r}; known: {sorted(table)}") from None
 
 
+def _create(table: dict[str, Callable], kind: str, name: str, kwargs: dict):
+    """``table[name](**kwargs)``; an unknown option or a value of the wrong type is a
+    ValueError naming the model part."""
+    factory = _lookup(table, kind, name)
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{kind} {name!r}: {exc}") from None
+
+
 def create_encoder(name: str, **kwargs):
     """Build a registered frame encoder by name."""
-    return _lookup(ENCODERS, "encoder", name)(**kwargs)
+    return _create(ENCODERS, "encoder", name, kwargs)
 
 
 def create_aggregator(name: str, **kwargs):
     """Build a registered sequence aggregator by name."""
-    return _lookup(AGGREGATORS, "aggregator", name)(**kwargs)
+    return _create(AGGREGATORS, "aggregator", name, kwargs)
 
 
 def list_encoders() -> list[str]:

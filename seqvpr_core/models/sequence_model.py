@@ -22,6 +22,8 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..inputs import InputError, fields, read_torch
+from ..outputs import MODEL
 from .base import Aggregator, FrameEncoder, FrameHead, check_compatible
 from .pca import PCAWhitening
 from .registry import AGGREGATORS, create_aggregator, create_encoder
@@ -140,6 +142,8 @@ class SequenceModel(nn.Module):
             if len(shapes) > 1:  # mixed sizes: resize each, then stack
                 return torch.cat([self.preprocess(f[None]) for f in frames])
             frames = np.stack(frames)
+        if isinstance(frames, np.ndarray):  # a negative-stride view (bgr[..., ::-1]) too
+            frames = np.ascontiguousarray(frames)
         x = torch.as_tensor(frames).to(self.device, non_blocking=True)
         if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"frames must be uint8 RGB [B, H, W, 3], got {x.dtype} "
@@ -166,6 +170,8 @@ class SequenceModel(nn.Module):
     def _encode_raw(self, frames, encode) -> torch.Tensor:
         """``encode`` on preprocessed frames, in calls of at most
         :meth:`frames_per_call` frames."""
+        if len(frames) == 0:
+            return torch.empty(0, *self.frame_shape, device=self.device, dtype=self.dtype)
         with torch.inference_mode():
             step = self.frames_per_call()
             if step is None or len(frames) <= step:
@@ -230,14 +236,15 @@ class SequenceModel(nn.Module):
         return h.hexdigest()
 
     def save(self, path: str | os.PathLike) -> None:
-        """One self-describing checkpoint file, written atomically."""
+        """One self-describing checkpoint file, written atomically; it replaces only a
+        seqvpr model checkpoint."""
         payload = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "config": self.config,
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
-        with atomic_path(path) as tmp:
+        with atomic_path(path, MODEL) as tmp:
             torch.save(payload, tmp)
 
 
@@ -285,20 +292,27 @@ def _encoder_facts(aggregator: str, encoder: FrameEncoder, in_dim: int) -> dict[
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SequenceModel:
-    """Rebuild a model from its checkpoint alone (no pickled code executed)."""
+    """Rebuild a model from its checkpoint alone (no pickled code executed); a
+    truncated, foreign or mismatched file is an error naming it."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"model checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable seqvpr checkpoint: {exc}") from exc
+    payload = read_torch(path, "model checkpoint", map_location)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a seqvpr model checkpoint (no '{CHECKPOINT_FORMAT}' "
+        raise InputError(f"{path} is not a seqvpr model checkpoint (no '{CHECKPOINT_FORMAT}' "
                          "format tag)")
     if payload.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path} has checkpoint version {payload.get('version')}; this "
+        raise InputError(f"{path} has checkpoint version {payload.get('version')}; this "
                          f"seqvpr reads version {CHECKPOINT_VERSION}")
-    model = SequenceModel(payload["config"], pretrained=False)
-    model.load_state_dict(payload["state_dict"], strict=True)
+    fields(payload, str(path), {"format": str, "version": int, "config": dict,
+                                "state_dict": dict})
+    try:
+        model = SequenceModel(payload["config"], pretrained=False)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{path}: its model config cannot be built: {exc}") from None
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"{path}: its weights do not fit its config ({first})") from None
     return model.to(map_location).eval()

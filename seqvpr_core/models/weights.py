@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from ..inputs import read_torch
+
 LOG = logging.getLogger(__name__)
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "teacher")
@@ -71,12 +73,9 @@ def weights_to_load(encoder: str, pretrained: bool, weights: str | os.PathLike |
 def read_state_dict(path: str | os.PathLike, encoder: str, formats: str) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file, unwrapped, with ``module.`` prefixes removed."""
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise missing_weights_error(encoder, path, formats)
-    try:
-        state = safe_load(path)
-    except Exception as exc:
-        raise ValueError(f"cannot read weights {path} for {encoder!r}: {exc}") from exc
+    state = read_torch(path, f"weights file for encoder {encoder!r}", allow=_numpy_globals())
     while isinstance(state, dict):
         inner = next((state[k] for k in WRAPPER_KEYS if isinstance(state.get(k), dict)), None)
         if inner is None:

@@ -6,6 +6,7 @@ from .localizer import (
     FrameInfo,
     LocalizerConfig,
     StreamingLocalizer,
+    StreamStats,
     WindowConfig,
     WindowResult,
     check_window,
@@ -15,6 +16,6 @@ from .ring import FeatureRing
 
 __all__ = [
     "MODES", "FeatureRing", "FrameInfo", "GateConfig", "LocalizerConfig", "LoopClosure",
-    "LoopClosureGate", "StreamingLocalizer", "WindowConfig", "WindowResult", "check_window",
-    "replay",
+    "LoopClosureGate", "StreamStats", "StreamingLocalizer", "WindowConfig", "WindowResult",
+    "check_window", "replay",
 ]

@@ -10,6 +10,19 @@ Modes:
 - ``localize``: every window is searched in a read-only map.
 - ``slam``: every window is searched among map entries that ended before
   the recent past, then added to the map.
+
+What the stream takes, and what it does with anything else (counted in
+:class:`StreamStats`, which the ROS node reports in its diagnostics):
+
+- frames: numpy uint8 RGB [H, W, 3] (any strides, e.g. a ``bgr[..., ::-1]`` view);
+  None, another dtype or shape, an empty or oversized frame is a ValueError naming
+  the frame; an empty batch yields nothing;
+- stamps: whole nanoseconds; a stamp earlier than the previous frame's (a clock
+  reset, a replayed bag) restarts the windows, so no window spans the jump: said
+  once in the log, counted in ``time_resets``; an equal stamp is kept and counted in
+  ``duplicate_stamps`` (a camera stamping coarsely, or a redelivered frame);
+- poses: (x, y, heading); a non-finite x or y makes the pose unknown (never a valid
+  pose in the map), counted in ``invalid_poses``; a non-finite heading is unknown (nan).
 """
 
 from __future__ import annotations
@@ -17,13 +30,24 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import numbers
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
+from ..data.images import check_frame
 from ..data.poses import Pose
+from ..limits import (
+    COUNT,
+    NON_NEGATIVE_COUNT,
+    SECONDS,
+    STRIDE,
+    THRESHOLD,
+    TOP_K,
+    WINDOW_LENGTH,
+)
 from ..maps import Keyframe, Match, PlaceMap
 from ..models import SequenceModel
 from .gate import GateConfig, LoopClosure, LoopClosureGate
@@ -47,10 +71,11 @@ class WindowConfig:
     stride: int = 1
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_len <= self.max_len:
-            raise ValueError(f"need 1 <= min_len <= max_len, got {self.min_len}..{self.max_len}")
-        if self.stride < 1:
-            raise ValueError(f"stride must be >= 1, got {self.stride}")
+        WINDOW_LENGTH.check("window min_len", self.min_len)
+        WINDOW_LENGTH.check("window max_len", self.max_len)
+        STRIDE.check("window stride", self.stride)
+        if self.min_len > self.max_len:
+            raise ValueError(f"need min_len <= max_len, got {self.min_len}..{self.max_len}")
 
     @classmethod
     def fixed(cls, length: int, stride: int = 1) -> WindowConfig:
@@ -77,10 +102,23 @@ class LocalizerConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
-        if self.exclude_recent_s < 0 or self.exclude_recent_keyframes < 0:
-            raise ValueError("loop exclusion must be >= 0")
+        TOP_K.check("top_k", self.top_k)
+        SECONDS.check("exclude_recent_s", self.exclude_recent_s)
+        NON_NEGATIVE_COUNT.check("exclude_recent_keyframes", self.exclude_recent_keyframes)
+        # the gate's numbers, here too: a NaN threshold would open the gate for everything
+        THRESHOLD.check("gate threshold", self.gate.threshold)
+        COUNT.check("gate consistency", self.gate.consistency)
+        NON_NEGATIVE_COUNT.check("gate tolerance", self.gate.tolerance)
+
+
+@dataclass
+class StreamStats:
+    """What the stream repaired since it was made (see the module docstring)."""
+
+    frames: int = 0
+    time_resets: int = 0  # a stamp before the previous frame's: the windows restarted
+    duplicate_stamps: int = 0  # a stamp equal to the previous frame's (kept)
+    invalid_poses: int = 0  # a non-finite position: stored as unknown
 
 
 @dataclass(frozen=True)
@@ -139,13 +177,22 @@ class StreamingLocalizer:
         self.ring: FeatureRing[FrameInfo] = FeatureRing(w.max_len, model.frame_shape,
                                                         model.device, model.dtype)
         self.gate = LoopClosureGate(config.gate)
+        self.stats = StreamStats()
         self._seen = 0  # frames since the last reset: drives the windows
         self._frames = 0  # frames ever fed: default frame indices stay unique
+        self._last_stamp: int | None = None
         self._first_own_id = len(place_map)  # slam: entries before this are a prior map
+        # slam: end stamps of our own entries from id _stamped_from on, increasing; after
+        # the clock went back, every entry before _stamped_from is older than all of them
+        self._stamped_from = self._first_own_id
         self._own_end_ns: list[int] = []
 
     def reset(self) -> None:
         """Forget the stream (e.g. after a gap); the map is kept."""
+        self._restart_windows()
+        self._last_stamp = None
+
+    def _restart_windows(self) -> None:
         self.ring.clear()
         self.gate.reset()
         self._seen = 0
@@ -162,32 +209,79 @@ class StreamingLocalizer:
              indices: Sequence[int] | None = None, source: str = "") -> list[WindowResult]:
         """A batch of frames, encoded in one pass, then pushed in order."""
         n = len(frames)
+        for what, values in (("stamps", stamps_ns), ("poses", poses), ("names", names),
+                             ("indices", indices)):
+            if values is not None and len(values) != n:
+                raise ValueError(f"{n} frames but {len(values)} {what}")
         if n == 0:
             return []
-        if len(stamps_ns) != n:
-            raise ValueError(f"{n} frames but {len(stamps_ns)} stamps")
-        features = self.model.encode_frames(frames)
+        frames = [check_frame(f, f"frame {i} of the batch") for i, f in enumerate(frames)]
         infos = [FrameInfo(
-            index=indices[i] if indices is not None else self._frames + i,
-            stamp_ns=int(stamps_ns[i]),
+            index=int(indices[i]) if indices is not None else self._frames + i,
+            stamp_ns=_stamp_ns(stamps_ns[i], i),
             name=names[i] if names is not None else "",
             pose=poses[i] if poses is not None else None,
             source=source,
         ) for i in range(n)]
+        features = self.model.encode_frames(frames)
         return self.push_features(features, infos)
 
     def push_features(self, features: torch.Tensor,
                       infos: Iterable[FrameInfo]) -> list[WindowResult]:
         """Already-encoded frame features [N, *frame_shape] in stream order."""
+        infos = [self._with_checked_pose(info) for info in infos]  # before any is pushed
         results = []
         for feature, info in zip(features, infos, strict=True):
+            self._check_time(info)
             self.ring.push(feature, info)
             self._seen += 1
             self._frames += 1
+            self.stats.frames += 1
             length = self.config.window.length_at(self._seen)
             if length is not None:
                 results.append(self._on_window(length))
         return results
+
+    def _check_time(self, info: FrameInfo) -> None:
+        """Compare a frame's stamp with the previous one: the windows restart when time
+        went back; an equal stamp is counted."""
+        last, stamp = self._last_stamp, info.stamp_ns
+        if last is not None and stamp < last:
+            self.stats.time_resets += 1
+            if self.stats.time_resets == 1:
+                LOG.warning("%s: time went backwards (stamp %d ns after %d ns): the windows "
+                            "restart; further jumps are counted (stats.time_resets) without "
+                            "this warning", info.source or "stream", stamp, last)
+            self._restart_windows()
+            # slam: every entry so far is older than anything from here on
+            self._stamped_from, self._own_end_ns = len(self.map), []
+        elif stamp == last:
+            self.stats.duplicate_stamps += 1
+            if self.stats.duplicate_stamps == 1:
+                LOG.warning("%s: two frames share stamp %d ns; both are kept, further "
+                            "duplicates are counted (stats.duplicate_stamps)",
+                            info.source or "stream", stamp)
+        self._last_stamp = stamp
+
+    def _with_checked_pose(self, info: FrameInfo) -> FrameInfo:
+        """``info`` whose pose is finite or None (see the module docstring)."""
+        pose = info.pose
+        if pose is None:
+            return info
+        try:
+            x, y, heading = (float(v) for v in pose)
+        except (TypeError, ValueError):
+            raise ValueError(f"pose of frame {info.index} must be (x, y, heading) numbers, "
+                             f"got {pose!r}") from None
+        if math.isnan(x) and math.isnan(y):
+            return replace(info, pose=None)  # unknown, as documented
+        if not (math.isfinite(x) and math.isfinite(y)):
+            self.stats.invalid_poses += 1
+            if self.stats.invalid_poses == 1:
+                LOG.warning("frame %d has a non-finite pose %s: stored without a pose; "
+                            "further ones are counted (stats.invalid_poses)", info.index, pose)
+            return replace(info, pose=None)
+        return replace(info, pose=(x, y, heading if math.isfinite(heading) else math.nan))
 
     def _on_window(self, length: int) -> WindowResult:
         feats, infos = self.ring.last(length)
@@ -203,7 +297,10 @@ class StreamingLocalizer:
         if mode != "localize":
             result.keyframe_id = len(self.map)
             self.map.add(descriptor[None], [result.keyframe()])
-            self._own_end_ns.append(infos[-1].stamp_ns)
+            end_ns = infos[-1].stamp_ns
+            if self._own_end_ns and end_ns < self._own_end_ns[-1]:  # the clock went back
+                self._stamped_from, self._own_end_ns = result.keyframe_id, []
+            self._own_end_ns.append(end_ns)
         return result
 
     def _candidate_limit(self, window_start_ns: int) -> int:
@@ -211,6 +308,17 @@ class StreamingLocalizer:
         exclusion period preceding this window, minus the newest few."""
         cutoff_ns = window_start_ns - round(self.config.exclude_recent_s * 1e9)
         # strictly before the cutoff, so windows sharing frames never match
-        n_old = bisect.bisect_left(self._own_end_ns, cutoff_ns)
-        n_old = min(n_old, len(self._own_end_ns) - self.config.exclude_recent_keyframes)
-        return self._first_own_id + max(n_old, 0)
+        limit = self._stamped_from + bisect.bisect_left(self._own_end_ns, cutoff_ns)
+        limit = min(limit, len(self.map) - self.config.exclude_recent_keyframes)
+        return max(limit, self._first_own_id)
+
+
+def _stamp_ns(value: object, i: int) -> int:
+    """A frame stamp as whole nanoseconds; NaN, infinities and non-numbers refused."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) \
+            and math.isfinite(value):
+        return round(value)
+    raise ValueError(f"stamp of frame {i} of the batch must be whole nanoseconds, got "
+                     f"{value!r}")

@@ -14,33 +14,45 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_path, save_figure, write_json
+from ..inputs import InputError, fields, read_torch
+from ..outputs import HISTORY, OutputKind
 
 TRAIN_FORMAT = "seqvpr-train-state"
 TRAIN_VERSION = 1
 LAST, BEST, INIT = "last.ckpt", "best.pt", "init.pt"  # init: the untrained start, a baseline
-HISTORY, CURVE = "history.json", "training_curve.png"
+HISTORY_FILE, CURVE = "history.json", "training_curve.png"
 
 
-def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
-    with atomic_path(path) as tmp:
+STATE_FIELDS: dict[str, Any] = {
+    "format": str, "version": int, "config": dict, "net": dict, "optimizer": dict,
+    "scheduler": (dict, type(None)), "scaler": dict, "epoch": int, "step": int,
+    "best": float, "bad_epochs": int, "history": list, "torch_rng": torch.Tensor}
+
+
+def atomic_torch_save(payload: dict[str, Any], path: Path, kind: OutputKind) -> None:
+    with atomic_path(path, kind) as tmp:
         torch.save(payload, tmp)
 
 
 def load_state(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    """``last.ckpt`` checked field by field: a truncated, foreign or hand-made file is
+    an error naming it, never a KeyError half-way through resuming."""
+    if not path.exists():
         raise FileNotFoundError(f"--resume: no training state {path}; start without --resume")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_torch(path, "training state")
     if not isinstance(state, dict) or state.get("format") != TRAIN_FORMAT:
-        raise ValueError(f"{path} is not a seqvpr training state")
+        raise InputError(f"{path} is not a seqvpr training state (no '{TRAIN_FORMAT}' "
+                         "format tag)")
     if state.get("version") != TRAIN_VERSION:
-        raise ValueError(f"{path} has training-state version {state.get('version')}, this "
+        raise InputError(f"{path} has training-state version {state.get('version')}, this "
                          f"seqvpr reads {TRAIN_VERSION}")
+    fields(state, str(path), STATE_FIELDS)
     return state
 
 
 def write_history(out: Path, history: list[dict[str, Any]], title: str) -> None:
     """history.json and the training-curve plot (loss and validation recall per epoch)."""
-    write_json(out / HISTORY, history)
+    write_json(out / HISTORY_FILE, history, HISTORY)
     plot_curve(out / CURVE, history, title)
 
 

@@ -10,11 +10,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ..inputs import InputError, expect, read_config_file, type_name
+from ..limits import (
+    BATCH,
+    COUNT,
+    DEGREES,
+    MAX_THREADS,
+    METRES,
+    NON_NEGATIVE,
+    NON_NEGATIVE_COUNT,
+    POSITIVE,
+    STRIDE,
+    WINDOW_LENGTH,
+    Limit,
+)
 
 
 @dataclass
@@ -113,21 +128,67 @@ class TrainConfig:
         return Path(self.feature_cache) if self.feature_cache else self.output_dir / "features"
 
 
-def _build(cls, values: dict[str, Any], where: str):
+_LIMITS: dict[str, Limit] = {
+    "window.length": WINDOW_LENGTH, "window.stride": STRIDE, "window.spacing_m": METRES,
+    "ground_truth.pos_tolerance": NON_NEGATIVE_COUNT, "ground_truth.pos_radius": METRES,
+    "ground_truth.eval_tolerance": NON_NEGATIVE_COUNT, "ground_truth.eval_radius": METRES,
+    "ground_truth.max_heading_deg": DEGREES,
+    "mining.margin": NON_NEGATIVE, "mining.negatives": COUNT, "mining.pool": COUNT,
+    "mining.refresh": COUNT,
+    "optim.epochs": COUNT, "optim.batch_size": COUNT, "optim.lr": POSITIVE,
+    "optim.encoder_lr": NON_NEGATIVE, "optim.weight_decay": NON_NEGATIVE,
+    "optim.step_size": COUNT, "optim.gamma": POSITIVE, "optim.patience": COUNT,
+    "optim.grad_clip": NON_NEGATIVE,
+    "jist.cell_m": POSITIVE, "jist.heading_deg": Limit(low=0, high=360, low_open=True),
+    "jist.groups_n": COUNT, "jist.groups_l": COUNT, "jist.min_images_per_class": COUNT,
+    "jist.images_per_step": COUNT, "jist.lambda_seq": NON_NEGATIVE,
+    "jist.lambda_img": NON_NEGATIVE, "jist.scale": POSITIVE, "jist.margin": NON_NEGATIVE,
+    "jist.lr": POSITIVE,
+    "seed": NON_NEGATIVE_COUNT, "threads": Limit(integer=True, low=0, high=MAX_THREADS),
+    "batch_size_encode": BATCH, "val_windows_stride": STRIDE,
+}
+_CHOICES = {"optim.scheduler": ("none", "step", "cosine"), "device": ("auto", "cpu", "cuda")}
+
+
+def _build(cls, values: Any, where: str, path: str = ""):
+    """``cls`` from a mapping: unknown keys refused, every value of its annotated type
+    and in its range; messages say ``<file>: <key> must be ...``."""
     if not isinstance(values, dict):
-        raise ValueError(f"{where} must be a mapping, got {values!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(values) - set(fields)
+        raise InputError(f"{where}{path or 'config'} must be a mapping of keys to values, "
+                         f"got {type_name(values)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in values if k not in fields)
     if unknown:
-        raise ValueError(f"unknown keys {sorted(unknown)} in {where}; known: {sorted(fields)}")
+        raise InputError(f"{where}unknown keys {unknown} in {path or 'the config'}; known: "
+                         f"{sorted(fields)}")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise InputError(f"{where}{path or 'the config'} lacks keys {missing}")
     kwargs = {}
     for name, value in values.items():
+        key = f"{path}.{name}" if path else name
         sub = _NESTED.get((cls, name))
-        kwargs[name] = _build(sub, value, f"{where}.{name}") if sub else value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        if sub:
+            kwargs[name] = _build(sub, value, where, key)
+            continue
+        _check_type(value, hints[name], f"{where}{key}")
+        if value is not None and key in _LIMITS:
+            _LIMITS[key].check(f"{where}{key}", value)
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise InputError(f"{where}{key} must be one of {_CHOICES[key]}, got {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check_type(value: Any, hint: Any, where: str) -> None:
+    """``value`` against a field annotation (int, float, bool, str, dict, X | None)."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    wanted = tuple(typing.get_origin(t) or t for t in options)
+    wanted = tuple(object if t is Any else t for t in wanted)
+    if object not in wanted:
+        expect(value, where, wanted)
 
 
 _NESTED = {(TrainConfig, "data"): DataConfig, (TrainConfig, "window"): WindowSpec,
@@ -135,10 +196,22 @@ _NESTED = {(TrainConfig, "data"): DataConfig, (TrainConfig, "window"): WindowSpe
            (TrainConfig, "optim"): OptimConfig, (TrainConfig, "jist"): JistConfig}
 
 
-def config_from_dict(values: dict[str, Any], base_dir: str | os.PathLike = ".") -> TrainConfig:
+def config_from_dict(values: dict[str, Any], base_dir: str | os.PathLike = ".",
+                     source: str | None = None) -> TrainConfig:
     """Build and check a config; relative data/output paths resolve against ``base_dir``
-    (the YAML file's folder) so a config works from any working directory."""
-    cfg = _build(TrainConfig, values, "config")
+    (the YAML file's folder) so a config works from any working directory. ``source``
+    (the file) starts every error message."""
+    where = f"{source}: " if source else ""
+    cfg = _build(TrainConfig, values, where)
+    from ..data.pairs import check_options, known_datasets
+
+    if cfg.data.reader not in known_datasets():
+        raise InputError(f"{where}data.reader must be one of {known_datasets()}, got "
+                         f"{cfg.data.reader!r}")
+    try:
+        check_options(cfg.data.reader, cfg.data.options)
+    except ValueError as exc:
+        raise InputError(f"{where}data.options: {exc}") from None
     base = Path(base_dir)
     cfg.data.root = str((base / Path(cfg.data.root).expanduser()).resolve())
     cfg.output = str((base / Path(cfg.output).expanduser()).resolve())
@@ -146,20 +219,19 @@ def config_from_dict(values: dict[str, Any], base_dir: str | os.PathLike = ".") 
         cfg.feature_cache = str((base / cfg.feature_cache).resolve())
     gt = cfg.ground_truth
     if (gt.pos_tolerance is None) == (gt.pos_radius is None):
-        raise ValueError("ground_truth needs exactly one of pos_tolerance or pos_radius")
+        raise InputError(f"{where}ground_truth needs exactly one of pos_tolerance or "
+                         "pos_radius")
     if (gt.eval_tolerance is None) == (gt.eval_radius is None):
-        raise ValueError("ground_truth needs exactly one of eval_tolerance or eval_radius")
-    if cfg.optim.scheduler not in ("none", "step", "cosine"):
-        raise ValueError(f"optim.scheduler must be none, step or cosine, got "
-                         f"{cfg.optim.scheduler!r}")
-    if cfg.mining.negatives < 1 or cfg.mining.pool < cfg.mining.negatives:
-        raise ValueError("mining needs 1 <= negatives <= pool")
+        raise InputError(f"{where}ground_truth needs exactly one of eval_tolerance or "
+                         "eval_radius")
+    if cfg.mining.pool < cfg.mining.negatives:
+        raise InputError(f"{where}mining needs negatives <= pool, got {cfg.mining.negatives} "
+                         f"> {cfg.mining.pool}")
     return cfg
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
+    """A training config file (YAML or JSON); errors name the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training config {path} does not exist")
-    values = yaml.safe_load(path.read_text())
-    return config_from_dict(values or {}, path.parent)
+    values = read_config_file(path, "training config")
+    return config_from_dict({} if values is None else values, path.parent, source=str(path))

@@ -63,7 +63,11 @@ def cached_features(model: SequenceModel, traversal: Traversal, cache_dir: str |
         if not build:
             raise FileNotFoundError(f"feature cache {path} was not built")
         _build(path, model, traversal, batch_size, progress)
-    feats = np.load(path, mmap_mode="r")
+    try:
+        feats = np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"feature cache {path} is damaged ({exc}); delete it to rebuild") \
+            from None
     if feats.shape != (len(traversal), *model.encoder.out_shape):
         raise ValueError(f"feature cache {path} has shape {feats.shape}, expected "
                          f"{(len(traversal), *model.encoder.out_shape)}; delete it to rebuild")

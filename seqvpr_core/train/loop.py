@@ -19,7 +19,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..data.pairs import read_dataset
+from ..inputs import InputError
 from ..models import SequenceModel
+from ..outputs import TRAIN_STATE, TRAINING_DIR, OutputError, claim
 from . import checkpoint as ckpt
 from . import dist
 from .config import TrainConfig
@@ -59,7 +61,18 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self.out = cfg.output_dir
+        # --resume reads last.ckpt first: a damaged one is named as such, not as a file
+        # the output rule would refuse to replace
+        state = ckpt.load_state(cfg.output_dir / ckpt.LAST) if resume else None
+        self.out = claim(cfg.output_dir, TRAINING_DIR, "training output")
+        if state is None and (self.out / ckpt.LAST).exists():
+            raise OutputError(f"training output {self.out} holds a run ({ckpt.LAST}); "
+                              "continue it with --resume, or start over in another output "
+                              "folder (or delete this one)")
+        if state is not None and state["config"].get("model") != _plain(cfg.model):
+            raise InputError(f"{self.out / ckpt.LAST} was trained with model "
+                             f"{state['config'].get('model')}, the config now gives "
+                             f"{_plain(cfg.model)}: resume with the config it started with")
         self.out.mkdir(parents=True, exist_ok=True)
         if "pca" in cfg.model:
             raise ValueError("train the model without pca; fit PCA on the trained descriptors")
@@ -99,8 +112,8 @@ class Trainer:
         self.epoch, self.best, self.bad_epochs, self.step = 0, -1.0, 0, 0
         self.history: list[dict[str, Any]] = []
         self.jist_losses: list[tuple[float, float]] = []  # (triplet, CosFace) per step
-        if resume:
-            self._load(ckpt.load_state(self.out / ckpt.LAST))
+        if state is not None:
+            self._load(state)
 
     # -- setup -------------------------------------------------------------------------
     def _features(self) -> list[dict[str, np.ndarray]]:
@@ -174,11 +187,16 @@ class Trainer:
                 "torch_rng": torch.get_rng_state()}
 
     def _load(self, s: dict[str, Any]) -> None:
-        self.net.load_state_dict(s["net"])
-        self.optimizer.load_state_dict(s["optimizer"])
-        if self.scheduler is not None and s["scheduler"] is not None:
-            self.scheduler.load_state_dict(s["scheduler"])
-        self.scaler.load_state_dict(s["scaler"])
+        try:
+            self.net.load_state_dict(s["net"])
+            self.optimizer.load_state_dict(s["optimizer"])
+            if self.scheduler is not None and s["scheduler"] is not None:
+                self.scheduler.load_state_dict(s["scheduler"])
+            self.scaler.load_state_dict(s["scaler"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise InputError(f"{self.out / ckpt.LAST} does not fit this training setup "
+                             f"({first}); resume with the config it started with") from None
         self.epoch, self.step, self.best = s["epoch"], s["step"], s["best"]
         self.bad_epochs, self.history = s["bad_epochs"], list(s["history"])
         torch.set_rng_state(s["torch_rng"])
@@ -209,7 +227,7 @@ class Trainer:
             self.history.append({"epoch": self.epoch, "loss": loss, "val_recall": recall,
                                  "seconds": time.perf_counter() - t_epoch})
             if self.info.main:
-                ckpt.atomic_torch_save(self._state(), self.out / ckpt.LAST)
+                ckpt.atomic_torch_save(self._state(), self.out / ckpt.LAST, TRAIN_STATE)
                 ckpt.write_history(self.out, self.history, f"{self.model.name}: "
                                    f"{cfg.data.reader} validation")
             LOG.info("epoch %d: loss %.4f, val R@1 %.3f R@5 %.3f", self.epoch, loss,

@@ -41,6 +41,7 @@ are parsed when its split is first used.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from datetime import datetime, timezone
@@ -48,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...inputs import read_text
 from ..pairs import LazySplits, TraversalPair, layout_error, register_dataset
 from ..traversal import Traversal
 
@@ -185,13 +187,15 @@ def _check_city(base: Path, city: str) -> None:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(read_text(path, "MSLS table"), newline=""))
+    try:
         missing = [c for c in FILES[path.name] if c not in (reader.fieldnames or [])]
         if missing:
             raise layout_error(path.parent, f"{path.name} lacks column(s) {missing} (has "
                                f"{reader.fieldnames})", EXPECTED)
         return list(reader)
+    except csv.Error as exc:
+        raise ValueError(f"{path}:{reader.line_num}: not a readable CSV row ({exc})") from None
 
 
 def _flag(value: str, path: Path, column: str) -> bool:

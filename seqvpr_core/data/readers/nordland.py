@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import IMAGE_SUFFIXES
 from ..pairs import TraversalPair, layout_error, register_dataset
-from ..traversal import DEFAULT_PERIOD_NS, Traversal
+from ..traversal import DEFAULT_PERIOD_NS, Traversal, image_files
 
 SEASONS = ("spring", "summer", "fall", "winter")
 
@@ -31,7 +30,7 @@ def read_season(root: Path, season: str) -> Traversal:
         raise layout_error(root, f"no season folder {season!r} (found {present})",
                            "<root>/<season>/images-NNNNN.png with season in "
                            f"{', '.join(SEASONS)}")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = image_files(folder)
     if not paths:
         raise layout_error(root, f"no images in {folder}", "images-NNNNN.png files")
     return Traversal(season, paths, np.arange(len(paths), dtype=np.int64) * DEFAULT_PERIOD_NS)

@@ -39,14 +39,15 @@ map and a query side is one ``test`` pair.
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ...inputs import read_json
 from ..pairs import LazySplits, TraversalPair, layout_error, register_dataset
 from ..traversal import Traversal, concat_traversals
 
@@ -76,11 +77,10 @@ def load_tables(root: Path, version: str) -> dict[str, list[dict[str, Any]]]:
     tables = {}
     for name, fields in TABLES.items():
         path = folder / f"{name}.json"
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise layout_error(root, f"missing {version}/{name}.json", EXPECTED)
-        with path.open() as f:
-            records = json.load(f)
-        if not isinstance(records, list):
+        records = read_json(path, "nuScenes table")
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise layout_error(root, f"{version}/{name}.json is not a list of records", EXPECTED)
         for record in records:
             missing = [k for k in fields if k not in record]

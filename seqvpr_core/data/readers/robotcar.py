@@ -16,16 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import IMAGE_SUFFIXES
 from ..pairs import SPLITS, TraversalPair, layout_error, register_dataset
-from ..traversal import DEFAULT_PERIOD_NS, Traversal
+from ..traversal import DEFAULT_PERIOD_NS, Traversal, image_files
 
 EXPECTED = "<root>/<split>/{database,queries}/<run>/@east@north@...@frame@....jpg"
 
 
 def read_run(folder: Path) -> Traversal:
     """One run folder: frames ordered by their frame number, UTM positions from names."""
-    paths = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    paths = image_files(folder)
     if not paths:
         raise layout_error(folder, "no images in the run folder", EXPECTED)
     rows = []
