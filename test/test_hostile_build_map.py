@@ -277,7 +277,7 @@ def test_absurd_numbers_are_refused_where_they_enter(frames, tmp_path, capsys, o
 
 def test_min_len_longer_than_the_window_and_too_few_frames(frames, tmp_path, capsys):
     refused(call(build(frames, tmp_path / "m", "--min-len", "5"), capsys),
-            "--min-len 5 is longer than --window 3")
+            "--min-len 5 is longer than the window (3 frames)")
     folder = copy_frames(frames, tmp_path / "two", 2)
     refused(call(build(folder, tmp_path / "m"), capsys), "2 frames make no window of 3 frames")
 

@@ -122,10 +122,10 @@ def test_options_that_do_not_go_together(setup, tmp_path, capsys, argv, message)
                  capsys), message)
 
 
-def test_slam_without_a_map_needs_model_and_window(setup, tmp_path, capsys):
+def test_slam_without_a_map_needs_a_model(setup, tmp_path, capsys):
     _, winter = setup
     refused(call(["localize", "--mode", "slam", "--images", winter, "--out", tmp_path / "m.csv"],
-                 capsys), "slam without --map needs --model and --window")
+                 capsys), "slam without --map needs --model")
     refused(call(["localize", "--images", winter, "--out", tmp_path / "m.csv"], capsys),
             "--map is required in localize mode")
 

@@ -82,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
     json_path = plan.claim(args.json, REPORT, "--json")
     gt = GroundTruth(tolerance=args.tolerance, radius=args.radius,
                      max_heading_deg=args.max_heading)
+    model, window = load_model_and_window(args)  # a window mismatch: before any frame
     pairs = _pairs(args)
     figures = [_claim_figures(plan, args, json_path, i, len(pairs)) for i in range(len(pairs))]
-    model, window = load_model_and_window(args)
     reports = []
     for (name, db, query), paths in zip(pairs, figures, strict=True):
         report, results = evaluate_report(
