@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from zoo_configs import (
+    EARLY_FUSION_ENCODERS,
     SMALL_AGGREGATORS,
     SMALL_ENCODERS,
     TOKEN_ENCODER,
@@ -35,6 +36,8 @@ def _input_kind(aggregator: str) -> str:
 
 
 def _encoder_for(aggregator: str) -> str:
+    if aggregator in EARLY_FUSION_ENCODERS:
+        return EARLY_FUSION_ENCODERS[aggregator][0]
     return TOKEN_ENCODER if _input_kind(aggregator) == "tokens" else VECTOR_ENCODER
 
 
@@ -103,6 +106,9 @@ def test_streams_real_frames_and_reloads_bit_for_bit(encoder, aggregator, tmp_pa
 def test_gradient_reaches_every_trainable_parameter(encoder, aggregator):
     torch.manual_seed(0)
     model = SequenceModel(config(encoder, aggregator), pretrained=False).train()
+    with torch.no_grad():  # off a zero-initialised gate (TimeSformer's temporal_fc), which
+        for p in model.parameters():  # blocks gradients at step 0 by design
+            p.add_(1e-3 * torch.randn_like(p))
     t = WINDOW if not model.variable_length else max(2, model.min_length)
     clips = torch.randn(2, t, 3, *model.encoder.preprocess.size)
     out = model(clips)

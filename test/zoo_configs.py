@@ -26,6 +26,8 @@ SMALL_ENCODERS: dict[str, dict] = {
     "cct384": {"image_size": 64, "layers": 1, "output": "seqpool"},
     "dinov2_vits14": {"image_size": (28, 56), "trainable_blocks": 2},
     "dinov2_vitb14": {"image_size": (28, 28), "trainable_blocks": 1},
+    "vit": {"image_size": 32, "layers": 2, "heads": 2, "hidden_dim": 32, "mlp_dim": 64},
+    "rgb": {"image_size": (32, 32)},
 }
 
 SMALL_AGGREGATORS: dict[str, dict] = {
@@ -40,6 +42,16 @@ SMALL_AGGREGATORS: dict[str, dict] = {
     "seqvlad": {"clusters": 4},
     "stformer": {"length": WINDOW, "heads": 4, "clusters": 4},
     "adapt_stformer": {"heads": 8, "points": 4, "clusters": 4},
+    "timesformer": {"frames": WINDOW, "depth": 2, "heads": 4},
+    "r2plus1d": {"layers": 2},
+    "delta": {},
+}
+
+# Early-fusion aggregators run on one encoder's per-frame output: that encoder, and the
+# options (beyond its small config) it needs for them.
+EARLY_FUSION_ENCODERS: dict[str, tuple[str, dict]] = {
+    "timesformer": ("vit", {"output": "patches"}),
+    "r2plus1d": ("rgb", {}),
 }
 
 # A compatible small encoder for each kind of aggregator input.
@@ -48,7 +60,9 @@ TOKEN_ENCODER = "cct224"
 
 
 def config(encoder: str, aggregator: str) -> dict:
-    return {"encoder": {"name": encoder, **SMALL_ENCODERS[encoder]},
+    early, options = EARLY_FUSION_ENCODERS.get(aggregator, (None, {}))
+    options = options if encoder == early else {}
+    return {"encoder": {"name": encoder, **SMALL_ENCODERS[encoder], **options},
             "aggregator": {"name": aggregator, **SMALL_AGGREGATORS[aggregator]}}
 
 

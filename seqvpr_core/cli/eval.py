@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
                    help="also evaluate every query window in reversed frame order")
     p.add_argument("--seqslam", action="store_true",
                    help="add SeqSLAM-style sequence matching on the same frame features")
+    p.add_argument("--delta", action="store_true",
+                   help="add delta descriptors (Garg et al., RA-L 2020): the change of the "
+                        "same frame features over each window, learning-free")
     p.add_argument("--examples", type=EXAMPLES.parse, default=6, metavar="N",
                    help="example query windows in the matches figure (0: no figure)")
     add_model_options(p)
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         report, results = evaluate_report(
             model, db, query, window, gt, single_frame=not args.no_single_frame,
             batch_size=args.batch_size, window_sweep=args.sweep, reverse=args.reverse,
-            seqslam=args.seqslam)
+            seqslam=args.seqslam, baselines=("delta",) if args.delta else ())
         report["pair"] = name
         reports.append(report)
         _figures(args, report, results, db, query, paths, name)
@@ -123,12 +126,14 @@ def _figures(args, report, results, db, query, paths: dict[str, Path], name: str
     seq_label = f"{report['model']}, L={report['window']['max_len']}"
     curves = {seq_label: report["recall"]}
     for key, label in (("single_frame_recall", "single frame"),
-                       ("seqslam_recall", "SeqSLAM (same features)")):
+                       ("seqslam_recall", "SeqSLAM (same features)"),
+                       ("delta_recall", "delta descriptors (same features)")):
         if key in report:
             curves[label] = report[key]
     plot_recall_curves(paths["recall"],
                        {k: {int(K): v for K, v in c.items()} for k, c in curves.items()}, name)
-    labels = {"sequence": seq_label, "single_frame": "single frame", "seqslam": "SeqSLAM"}
+    labels = {"sequence": seq_label, "single_frame": "single frame", "seqslam": "SeqSLAM",
+              "delta": "delta descriptors"}
     plot_pr_curves(paths["pr"], {labels[k]: v for k, v in report["pr"].items()},
                    f"{name}: best match")
     if "examples" in paths:
@@ -153,6 +158,7 @@ def format_recalls(report: dict) -> str:
     lines = []
     for key, label in (("single_frame_recall", "single frame"),
                        ("seqslam_recall", "SeqSLAM"),
+                       ("delta_recall", "delta"),
                        ("recall", f"sequence L={report['window']['max_len']}"),
                        ("forward_blocks_recall", "forward blocks"),
                        ("reversed_recall", "reversed blocks")):

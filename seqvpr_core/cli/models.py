@@ -8,16 +8,27 @@ import inspect
 PROBE_DIM = 256  # a global frame vector, to show vector aggregators' sizes
 PROBE_GRID, PROBE_TOKEN_DIM = (14, 14), 384  # cct224's tokens, for token aggregators
 PROBE_LEN = 5
+# Early-fusion aggregators, shown on the frame output they are built for.
+PROBE_FRAMES = {"timesformer": ((14, 14), 768),  # vit, output=patches
+                "r2plus1d": ((112, 112), 3)}  # rgb
+EARLY_FUSION_NOTE = (
+    "\nStreaming encodes each frame once and re-aggregates the ring's cached features for\n"
+    "every window: late and intermediate fusion (SeqVLAD's taxonomy) keep all per-frame\n"
+    "work in the encoder. * Early fusion cannot: its encoder only embeds each frame\n"
+    "(rgb: pixels; vit output=patches) and the video network re-runs over all L frames\n"
+    "of every window, so a new frame costs about a whole window.")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("models", help="list frame encoders and sequence aggregators",
                        description="Every registered encoder (per-frame output, input size, "
                                    "parameters) and aggregator (descriptor size, parameters, "
-                                   "whether it accepts any window length). Aggregator sizes are "
-                                   f"for {PROBE_DIM}-d frame vectors or, for token aggregators, "
+                                   "whether it accepts any window length, where it fuses the "
+                                   f"frames). Aggregator sizes are for {PROBE_DIM}-d frame "
+                                   "vectors or, for token aggregators, "
                                    f"{PROBE_GRID[0]}x{PROBE_GRID[1]} tokens of "
-                                   f"{PROBE_TOKEN_DIM}-d (cct224). 'authors' names the "
+                                   f"{PROBE_TOKEN_DIM}-d (cct224); early fusion on the frames "
+                                   "of its own encoder. 'authors' names the "
                                    "reference fixtures on which `seqvpr reference-check` "
                                    "finds the model equivalent to its authors' code (with "
                                    "the authors' options, e.g. normalize: false for cat, fc "
@@ -40,7 +51,7 @@ def _build(fn, **kw):
         return fn(**kw)
 
 
-def _aggregator_row(name: str) -> tuple[str, int, int, str]:
+def _aggregator_row(name: str) -> tuple[str, int, int, str, str]:
     from ..models import create_aggregator
     from ..models.registry import AGGREGATORS
 
@@ -48,14 +59,15 @@ def _aggregator_row(name: str) -> tuple[str, int, int, str]:
     kw = {"length": PROBE_LEN} if "length" in params else {}
     in_dim = PROBE_DIM
     if "grid" in params:
-        in_dim = PROBE_TOKEN_DIM
-        kw["grid"] = PROBE_GRID
+        grid, in_dim = PROBE_FRAMES.get(name, (PROBE_GRID, PROBE_TOKEN_DIM))
+        kw["grid"] = grid
     if "in_dim" in params:
         kw["in_dim"] = in_dim
     agg = _build(create_aggregator, name=name, **kw)
-    frame = f"{PROBE_GRID[0] * PROBE_GRID[1]}x{in_dim}" if "grid" in params else str(in_dim)
+    frame = f"{kw['grid'][0] * kw['grid'][1]}x{in_dim}" if "grid" in params else str(in_dim)
     note = "yes" if agg.variable_length else f"no (L={PROBE_LEN})"
-    return frame, agg.out_dim(in_dim), _params(agg), note
+    fusion = "early *" if agg.fusion == "early" else agg.fusion
+    return frame, agg.out_dim(in_dim), _params(agg), note, fusion
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
     if pools:
         print(f"CNN encoder heads (pool=...) equivalent to their authors': {', '.join(pools)}")
     print(f"\n{'aggregator':<22}{'frame input':>12}{'descriptor':>12}{'params':>14}"
-          f"{'any length':>13}  authors")
+          f"{'any length':>13}{'fusion':>14}  authors")
     for name in list_aggregators():
-        frame, out, n, note = _aggregator_row(name)
-        print(f"{name:<22}{frame:>12}{out:>12}{n:>14,}{note:>13}  {authors(name)}")
+        frame, out, n, note, fusion = _aggregator_row(name)
+        print(f"{name:<22}{frame:>12}{out:>12}{n:>14,}{note:>13}{fusion:>14}  {authors(name)}")
+    print(EARLY_FUSION_NOTE)
     return 0

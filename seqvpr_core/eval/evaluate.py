@@ -147,8 +147,8 @@ def evaluate_report(model: SequenceModel, db: Traversal, query: Traversal,
                     window: WindowConfig, gt: GroundTruth, single_frame: bool = True,
                     ks: Sequence[int] = RECALL_VALUES, batch_size: int = 32,
                     progress: bool = True, window_sweep: Sequence[int] = (),
-                    reverse: bool = False, seqslam: bool = False
-                    ) -> tuple[dict, dict[str, EvalResult]]:
+                    reverse: bool = False, seqslam: bool = False,
+                    baselines: Sequence[str] = ()) -> tuple[dict, dict[str, EvalResult]]:
     """The report of ``seqvpr eval`` (JSON-ready) and the :class:`EvalResult` of
     every run by name (for figures): sequence recall, and single-frame recall of the
     same encoder on the same cached features as the reference.
@@ -158,14 +158,18 @@ def evaluate_report(model: SequenceModel, db: Traversal, query: Traversal,
             aggregators only; fixed-length models are trained for one length).
         reverse: also stream every query window in reversed frame order.
         seqslam: add SeqSLAM-style sequence matching on the same frame features.
+        baselines: learning-free aggregators (``delta``) to stream on the same cached
+            frame features and windows, reported as ``<name>_recall``.
     """
     from .metrics import aggregate_ms, peak_memory_mb, precision_recall, search_ms
 
+    others = {name: model.with_aggregator(name) for name in baselines}  # refused before encoding
     db_enc, q_enc = (encode_traversal(model, t, batch_size, progress) for t in (db, query))
     q_in = (*q_enc[:2], query.sequence_ids)  # (features, infos, sequence ids)
     runs = {"sequence": (model, window, q_in, None)}
     if single_frame:
         runs["single_frame"] = (model.with_aggregator("none"), WindowConfig.fixed(1), q_in, None)
+    runs.update({name: (other, window, q_in, None) for name, other in others.items()})
     if reverse:
         blocks = WindowConfig.fixed(window.max_len, window.max_len)  # one window per block
         runs["forward_blocks"] = (model, window, q_in, blocks)
@@ -197,7 +201,7 @@ def evaluate_report(model: SequenceModel, db: Traversal, query: Traversal,
         prefix = "" if key == "sequence" else f"{key}_"
         report[f"{prefix}recall"] = {str(k): v for k, v in r.recall.items()}
         report[f"{prefix}queries"] = r.n_queries
-        if key in ("sequence", "single_frame"):
+        if key in ("sequence", "single_frame", *others):
             report["timing_ms"].update({f"{prefix}{k}": v for k, v in r.timing_ms.items()})
             report["pr"][key] = precision_recall(r.top_scores[:, 0], r.ranked_ids[:, 0],
                                                  r.positives)

@@ -132,6 +132,15 @@ class Aggregator(nn.Module):
     def variable_length(self) -> bool:
         return self.length is None
 
+    @property
+    def fusion(self) -> str:
+        """Where the window's frames meet (SeqVLAD, Mereu et al., RA-L 2022, Table II):
+        ``late``, one descriptor per frame; ``intermediate``, frame tokens or feature
+        maps; ``early``, a video network over the window's pixels or patch embeddings
+        (timesformer, r2plus1d), which re-runs over every frame of each window, since
+        its frame encoder only embeds (each frame is still embedded once)."""
+        return "late" if self.input_kind == "vector" else "intermediate"
+
     def out_dim(self, in_dim: int) -> int:
         return in_dim
 

@@ -1,3 +1,14 @@
 """Sequence aggregators; importing this package registers them."""
 
-from . import adapt_stformer, fusion, mixer, netvlad, pooling, seqgem, stformer  # noqa: F401
+from . import (  # noqa: F401
+    adapt_stformer,
+    delta,
+    fusion,
+    mixer,
+    netvlad,
+    pooling,
+    r2plus1d,
+    seqgem,
+    stformer,
+    timesformer,
+)

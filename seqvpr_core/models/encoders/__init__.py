@@ -1,3 +1,3 @@
 """Frame encoders; importing this package registers them."""
 
-from . import cct, cnn, dinov2, efficientnet_lite, pixels  # noqa: F401
+from . import cct, cnn, dinov2, efficientnet_lite, pixels, rgb, vit  # noqa: F401
