@@ -29,7 +29,7 @@ ENCODERS = {
     "lite2 s5 GeM 2x4": {"name": "efficientnet_lite2", "stage": 5, "pool_grid": (2, 4),
                          "image_size": (64, 128)},
 }
-AGGREGATORS = ("cat", "avg", "seqgem")
+AGGREGATORS = ("cat", "avg", "seqgem", "delta")
 WINDOWS = (1, 5, 10)
 
 

@@ -49,6 +49,10 @@ class ViTEncoder(FrameEncoder):
                              f"got {image_size}")
         if trainable_layers is not None and not 0 <= trainable_layers <= layers:
             raise ValueError(f"trainable_layers must be 0..{layers}, got {trainable_layers}")
+        if output == "patches":  # torchvision's patch embedding alone (and its init)
+            layers, heads, mlp_dim = 0, 1, 1
+        if hidden_dim % heads:
+            raise ValueError(f"hidden_dim {hidden_dim} is not divisible by {heads} heads")
         vit = VisionTransformer(image_size, patch_size, layers, heads, hidden_dim, mlp_dim)
         self.image_size, self.patch_size, self.output = image_size, patch_size, output
         self.conv_proj = vit.conv_proj
