@@ -75,11 +75,11 @@ def r2plus1d(in_dim: int, grid: tuple[int, int], prefix_tokens: int = 0, layers:
     if in_dim != 3 or prefix_tokens:
         raise ValueError(f"r2plus1d runs on the RGB pixels of the frames, but the encoder gives "
                          f"{in_dim}-d tokens; use the encoder 'rgb'")
+    if pretrained and (weights is None or not Path(weights).expanduser().is_file()):
+        missing = "no weights= file given" if weights is None else f"{weights} not found"
+        raise FileNotFoundError(f"aggregator 'r2plus1d': {missing} (expected {FORMATS}); "
+                                "pretrained=False for random init")
     agg = R2Plus1D(grid, layers)
-    if pretrained:  # never a silent random network when weights were asked for
-        if weights is None or not Path(weights).expanduser().is_file():
-            missing = "no weights= file given" if weights is None else f"{weights} not found"
-            raise FileNotFoundError(f"aggregator 'r2plus1d': {missing} (expected {FORMATS}); "
-                                    "pretrained=False for random init")
+    if pretrained:
         agg.load_weights(weights)
     return agg

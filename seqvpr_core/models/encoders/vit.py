@@ -83,13 +83,12 @@ class ViTEncoder(FrameEncoder):
         """A torchvision ViT state_dict: ``heads.*`` dropped, the position table resized
         to this image size; with ``output="patches"`` only ``conv_proj`` is read."""
         state = read_state_dict(path, "vit", FORMATS)
-        own = self.state_dict()
         if self.output == "patches":
             ignored = {k for k in state if not k.startswith("conv_proj.")}
         else:
             ignored = {k for k in state if k.startswith("heads.")}
             pos = state.get("encoder.pos_embedding")
-            if pos is not None and pos.shape != own["encoder.pos_embedding"].shape:
+            if pos is not None and pos.shape != self.encoder.pos_embedding.shape:
                 state = dict(interpolate_embeddings(self.image_size, self.patch_size, state))
         load_exact(self, state, path, ignored)
 
@@ -100,8 +99,9 @@ def vit(pretrained: bool = False, weights: str | None = None, image_size: int = 
         mlp_dim: int = 3072, output: str = "cls",
         trainable_layers: int | None = None) -> ViTEncoder:
     """ViT-B/16 (768-d, 12 layers) by default; ``weights``: a torchvision vit_b_16 file."""
+    path = weights_to_load("vit", pretrained, weights, FORMATS)  # refused before building
     enc = ViTEncoder(int(image_size), patch_size, layers, heads, hidden_dim, mlp_dim, output,
                      trainable_layers)
-    if path := weights_to_load("vit", pretrained, weights, FORMATS):
+    if path:
         enc.load_weights(path)
     return enc
