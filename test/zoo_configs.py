@@ -27,7 +27,7 @@ SMALL_ENCODERS: dict[str, dict] = {
     "dinov2_vits14": {"image_size": (28, 56), "trainable_blocks": 2},
     "dinov2_vitb14": {"image_size": (28, 28), "trainable_blocks": 1},
     "vit": {"image_size": 32, "layers": 2, "heads": 2, "hidden_dim": 32, "mlp_dim": 64},
-    "rgb": {"image_size": (32, 32)},
+    "rgb": {"image_size": (16, 16)},
 }
 
 SMALL_AGGREGATORS: dict[str, dict] = {
