@@ -12,11 +12,11 @@ from __future__ import annotations
 
 ENCODERS = (
     "cct224", "cct384", "dinov2_vitb14", "dinov2_vits14", "efficientnet_lite0",
-    "efficientnet_lite2", "pixels", "resnet18", "resnet50", "vgg16",
+    "efficientnet_lite2", "pixels", "resnet18", "resnet50", "rgb", "vgg16", "vit",
 )
 AGGREGATORS = (
-    "adapt_stformer", "avg", "cat", "fc", "max", "mixer", "none", "seqgem", "seqnet",
-    "seqvlad", "stformer",
+    "adapt_stformer", "avg", "cat", "delta", "fc", "max", "mixer", "none", "r2plus1d",
+    "seqgem", "seqnet", "seqvlad", "stformer", "timesformer",
 )
 
 RUNTIMES = ("auto", "torch", "onnxruntime")  # where a frame encoder runs: models/runtime.py
