@@ -125,8 +125,13 @@ class Aggregator(nn.Module):
     # of width w needs w frames).
     min_length: int = 1
     # What one frame's features must be: "vector" [D], "tokens" [N, C] on a
-    # grid, or "any" (a global vector counts as a single token).
+    # grid, "tokens+patches" (a CCT's final and tokenizer tokens side by side,
+    # [N, 2C]), or "any" (a global vector counts as a single token).
     input_kind: str = "vector"
+    # Whether streaming encodes each frame once: the aggregator reads only the
+    # frame features the ring caches (False for early fusion, which must see the
+    # raw frames of the whole window).
+    encodes_frames_once: bool = True
 
     @property
     def variable_length(self) -> bool:
@@ -159,7 +164,11 @@ def check_compatible(encoder: FrameEncoder, aggregator: Aggregator, encoder_name
             f"{encoder_name!r} gives tokens {tuple(encoder.out_shape)}; pool them in the encoder "
             "(cct*: output='seqpool', dinov2_*: output='cls', resnet*/vgg16: pool='gem') or use "
             "a token aggregator (seqvlad, stformer, adapt_stformer)")
-    if kind == "tokens" and encoder.grid is None:
+    if kind == "tokens+patches" and getattr(encoder, "output", None) != "tokens+patches":
+        raise ValueError(
+            f"aggregator {aggregator_name!r} needs each frame's final tokens and its "
+            f"tokenizer's tokens side by side; use cct224/cct384 with output='tokens+patches'")
+    if kind in ("tokens", "tokens+patches") and encoder.grid is None:
         raise ValueError(
             f"aggregator {aggregator_name!r} needs a grid of tokens per frame, but encoder "
             f"{encoder_name!r} gives one {encoder.dim}-d vector; use a token encoder (cct224, "

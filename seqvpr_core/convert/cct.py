@@ -1,0 +1,161 @@
+"""CCT in the authors' releases: vg-transformers' TVGNet, STformer, Adapt-STformer.
+
+All three build CCT-14/7x2 with the Compact-Transformers module names
+(``tokenizer.conv_layers.{0,1}.0.weight``, ``classifier.positional_emb``,
+``classifier.blocks.<i>.*``, ``classifier.norm.*``, ``classifier.attention_pool.*``),
+truncated to ``trunc_te`` blocks: :func:`cct_encoder_from_release` reads the depth
+from the block keys and the input size from the position table (24 x 24 tokens:
+384 x 384 frames; 14 x 14: 224 x 224), so any depth and either size converts.
+
+TVGNet (vandal-vpr/vg-transformers ``tvg/models/tvg_net.py``) on CCT is the CCT
+tokens + SeqVLAD (``aggregator.{conv.weight, centroids}``), or the seq-pooled
+frame vectors + CAT (no aggregator keys) or + FC (``aggregator.1.*``); its files
+are ``{epoch_num, model_state_dict, ...}`` with ``module.`` prefixes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from ..models import SequenceModel
+from ..models.aggregators.netvlad import NetVLAD
+from ..models.encoders.cct import DEPTH, EMBED, CCTEncoder
+from .release import require, state_dict_of
+
+CCT_KEYS = (r"tokenizer\.conv_layers\.0\.0\.weight", r"tokenizer\.conv_layers\.1\.0\.weight",
+            r"classifier\.positional_emb", r"classifier\.norm\.(weight|bias)",
+            r"classifier\.blocks\.0\.(pre_norm|norm1|linear1|linear2)\.(weight|bias)",
+            r"classifier\.blocks\.0\.self_attn\.qkv\.weight",
+            r"classifier\.blocks\.0\.self_attn\.proj\.(weight|bias)")
+CCT_ALLOWED = (r"classifier\.blocks\.\d+\.(pre_norm|norm1|linear1|linear2)\.(weight|bias)",
+               r"classifier\.blocks\.\d+\.self_attn\.(qkv\.weight|proj\.(weight|bias))",
+               r"classifier\.attention_pool\.(weight|bias)", r"classifier\.fc\.(weight|bias)")
+SEQVLAD_KEYS = (r"centroids", r"conv\.weight")
+ENCODER_OPTIONS = {"output", "normalize", "freeze_layers", "image_size"}
+
+
+def unprefixed(release: Any) -> dict[str, torch.Tensor]:
+    """The release's tensors with every ``module.`` removed, as the authors' loaders do."""
+    return {k.replace("module.", ""): v for k, v in state_dict_of(release).items()}
+
+
+def under(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def cct_encoder_from_release(state: Mapping[str, torch.Tensor], config: dict[str, Any]
+                             ) -> tuple[dict[str, Any], CCTEncoder]:
+    """(encoder config, the encoder with the weights) from a CCT state dict in the
+    authors' layout (keys from ``tokenizer.`` / ``classifier.`` on). Depth and input
+    size come from the shapes; ``config`` adds options (``output``, ``normalize``,
+    ``freeze_layers``) and may name another ``image_size`` (the table is resized)."""
+    require(state, CCT_KEYS, "CCT-14/7x2", CCT_ALLOWED)
+    pos = state["classifier.positional_emb"]
+    if pos.shape[-1] != EMBED:
+        raise ValueError(f"classifier.positional_emb is {tuple(pos.shape)}: not a CCT-14 "
+                         f"({EMBED}-d tokens)")
+    side = int(pos.shape[1] ** 0.5)
+    if side * side != pos.shape[1]:
+        raise ValueError(f"classifier.positional_emb holds {pos.shape[1]} tokens, not a "
+                         "square grid")
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"classifier\.blocks\.(\d+)\.", k))}
+    if blocks != set(range(len(blocks))) or len(blocks) > DEPTH:
+        raise ValueError(f"CCT blocks {sorted(blocks)} are not 0..n-1 with n <= {DEPTH}")
+    options = {k: v for k, v in config.items() if k != "name"}
+    if unknown := sorted(set(options) - ENCODER_OPTIONS):
+        raise ValueError(f"encoder options {unknown} do not apply to a converted CCT; "
+                         f"known: {sorted(ENCODER_OPTIONS)}")
+    name = "cct224" if side == 14 else "cct384"
+    image_size = int(options.pop("image_size", 16 * side))
+    encoder = CCTEncoder(name, image_size, len(blocks), **options)
+    encoder.load_state(dict(state), "the CCT of the release")
+    enc_cfg = {"name": name, "layers": len(blocks), **options}
+    if image_size != {"cct224": 224, "cct384": 384}[name]:
+        enc_cfg["image_size"] = image_size
+    return enc_cfg, encoder
+
+
+def load_seqvlad(vlad: NetVLAD, state: Mapping[str, torch.Tensor]) -> None:
+    """The authors' SeqVLAD (``conv.weight`` [K, D, 1] or [K, D, 1, 1], no bias;
+    ``centroids`` [K, D]) into a NetVLAD: the same soft assignment, zero bias."""
+    require(state, SEQVLAD_KEYS, "SeqVLAD")
+    weight = state["conv.weight"].reshape(state["conv.weight"].shape[:2])
+    if tuple(weight.shape) != (vlad.clusters, vlad.dim):
+        raise ValueError(f"SeqVLAD conv.weight is {tuple(state['conv.weight'].shape)}, the "
+                         f"model has {vlad.clusters} clusters of {vlad.dim}-d")
+    with torch.no_grad():
+        vlad.centroids.copy_(state["centroids"])
+        vlad.assign.weight.copy_(weight)
+        if vlad.assign.bias is not None:
+            vlad.assign.bias.zero_()
+
+
+def tvgnet_from_release(state: Mapping[str, torch.Tensor], config: dict[str, Any]
+                        ) -> SequenceModel:
+    """A TVGNet on CCT (``encoder.*`` and ``aggregator.*`` keys, ``module.`` removed):
+    SeqVLAD over the tokens, or the raw seq-pooled vectors with CAT / FC. CAT stores
+    no window length: ``config`` gives ``aggregator: {length: L}``."""
+    unknown = sorted(k for k in state if not k.startswith(("encoder.", "aggregator.")))
+    if unknown:
+        raise ValueError(f"not a TVGNet on CCT: unexpected keys {unknown[:6]} (the pooling of "
+                         "a CCT TVGNet is the identity)")
+    agg_state = under(state, "aggregator.")
+    agg_cfg = dict(config.get("aggregator", {}))
+    if "centroids" in agg_state:
+        output = "tokens"
+        agg_cfg = {"name": "seqvlad", "clusters": agg_state["centroids"].shape[0]}
+    elif "1.weight" in agg_state:
+        output = "seqpool"
+        out_dim, flat = agg_state["1.weight"].shape
+        agg_cfg = {"name": "fc", "length": flat // EMBED, "out_dim": out_dim}
+    elif not agg_state:
+        output = "seqpool"
+        if "length" not in agg_cfg:
+            raise ValueError("a TVGNet with CAT stores no window length; give --config with "
+                             "aggregator: {length: L} (the authors' --seq_length, 5 in "
+                             "their README)")
+        agg_cfg = {"name": "cat", "length": int(agg_cfg["length"])}
+    else:
+        raise ValueError(f"unknown TVGNet aggregator keys {sorted(agg_state)[:6]}")
+    enc_cfg, encoder = cct_encoder_from_release(
+        under(state, "encoder."), {**config.get("encoder", {}), "output": output})
+    model = SequenceModel({"encoder": enc_cfg, "aggregator": agg_cfg}, encoder=encoder)
+    if agg_cfg["name"] == "seqvlad":
+        load_seqvlad(model.aggregator.vlad, agg_state)
+    elif agg_cfg["name"] == "fc":
+        model.aggregator.fc.load_state_dict({k[2:]: v for k, v in agg_state.items()})
+    return model.eval()
+
+
+def frame_rows(tokens: torch.Tensor, side: int, first: int, last: int) -> torch.Tensor:
+    """Tokens [..., N, C] of grid rows first..last (row-major), [..., rows * side, C]."""
+    return tokens[..., first * side:(last + 1) * side, :]
+
+
+def run_tvgnet_fixture(fixture) -> dict[str, torch.Tensor]:
+    """Outputs of a ``gen_vgt`` fixture with a CCT TVGNet checkpoint: the encoder's
+    tokens of a frame (``encoder_tokens_frame{f}_rows{a}_{b}``: rows a..b), the
+    seq-pooled vectors, the checkpoint's model (``descriptor``) and CAT over the
+    seq-pooled vectors (``cat_descriptor``), on ``clip_index``."""
+    state = unprefixed(fixture.release())
+    frames = fixture.frames_nhwc()
+    clips = fixture.io["clip_index"]
+    model = tvgnet_from_release(state, {"aggregator": {"length": clips.shape[1]}})
+    encoders = {output: cct_encoder_from_release(under(state, "encoder."),
+                                                 {"output": output})[1].eval()
+                for output in ("tokens", "seqpool")}
+    with torch.inference_mode():
+        feats = {output: enc(enc.preprocess(frames)) for output, enc in encoders.items()}
+        outputs = {"seqpool_unique_frames": feats["seqpool"],
+                   "descriptor": model.aggregate(feats[model.encoder.output][clips]),
+                   "cat_descriptor": feats["seqpool"][clips].flatten(1)}
+    side = encoders["tokens"].grid[1]
+    for name in fixture.atol:
+        if m := re.fullmatch(r"encoder_tokens_frame(\d+)_rows(\d+)_(\d+)", name):
+            f, a, b = map(int, m.groups())
+            outputs[name] = frame_rows(feats["tokens"][f:f + 1], side, a, b)
+    return outputs
