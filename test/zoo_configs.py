@@ -38,17 +38,22 @@ SMALL_AGGREGATORS: dict[str, dict] = {
     "seqnet": {"out_dim": 64, "kernel": 3},
     "mixer": {"length": WINDOW, "depth": 2, "out_rows": 2, "out_cols": 32},
     "seqvlad": {"clusters": 4},
-    "stformer": {"length": WINDOW, "heads": 4, "clusters": 4},
+    "stformer": {"length": WINDOW, "heads": 4, "clusters": 4, "temporal_layers": 1,
+                 "window": 2, "stride": 1},  # 2x2 windows overlap on the 4x4 grid
     "adapt_stformer": {"heads": 8, "points": 4, "clusters": 4},
 }
 
 # A compatible small encoder for each kind of aggregator input.
 VECTOR_ENCODER = "resnet18"
 TOKEN_ENCODER = "cct224"
+# What an encoder must also output for an aggregator (STformer reads the CCT's
+# final and tokenizer tokens).
+PAIR_OPTIONS: dict[tuple[str, str], dict] = {("cct224", "stformer"): {"output": "tokens+patches"}}
 
 
 def config(encoder: str, aggregator: str) -> dict:
-    return {"encoder": {"name": encoder, **SMALL_ENCODERS[encoder]},
+    return {"encoder": {"name": encoder, **SMALL_ENCODERS[encoder],
+                        **PAIR_OPTIONS.get((encoder, aggregator), {})},
             "aggregator": {"name": aggregator, **SMALL_AGGREGATORS[aggregator]}}
 
 
