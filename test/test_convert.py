@@ -102,14 +102,12 @@ def test_converted_seqnet_is_an_ordinary_model(tmp_path):
     torch.testing.assert_close(model.aggregator.conv.weight, fixture_head.conv.weight)
 
 
-def _converted(fmt: str, fixture: str, tmp_path: Path) -> tuple[object, str]:
-    out = tmp_path / f"{fixture}.pt"
-    done = _cli("convert", "--from", fmt, str(REFERENCE / fixture / "checkpoint.pth"),
-                "--out", str(out))
-    assert done.returncode == 0, done.stderr
+def _converted(fmt: str, fixture: str, tmp_path: Path):
+    """The release converted, saved and loaded back as any seqvpr model file."""
     from seqvpr_core.models import load_model
 
-    return load_model(out), done.stdout
+    convert(fmt, REFERENCE / fixture / "checkpoint.pth").save(tmp_path / f"{fixture}.pt")
+    return load_model(tmp_path / f"{fixture}.pt")
 
 
 def _frames(fixture: str) -> torch.Tensor:
@@ -123,8 +121,14 @@ def test_converted_stformer_streams_each_frame_once_to_the_authors_descriptor(tm
     from seqvpr_core.maps import PlaceMap
     from seqvpr_core.stream.localizer import LocalizerConfig, StreamingLocalizer, WindowConfig
 
-    model, stdout = _converted("stformer", "stformer", tmp_path)
-    assert "windows of 5 frames" in stdout
+    out = tmp_path / "stformer.pt"
+    done = _cli("convert", "--from", "stformer", str(REFERENCE / "stformer" / "checkpoint.pth"),
+                "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "windows of 5 frames" in done.stdout
+    from seqvpr_core.models import load_model
+
+    model = load_model(out)
     assert model.config["encoder"] == {"name": "cct384", "layers": 1, "output": "tokens+patches"}
     agg = model.config["aggregator"]
     assert (agg["temporal_layers"], agg["window"], agg["stride"], agg["heads"]) == (1, 6, 3, 6)
@@ -142,8 +146,8 @@ def test_converted_stformer_streams_each_frame_once_to_the_authors_descriptor(tm
 
 
 def test_converted_adapt_stformer_takes_any_window_length(tmp_path):
-    model, stdout = _converted("adapt-stformer", "adapt_stformer", tmp_path)
-    assert "any window length" in stdout
+    model = _converted("adapt-stformer", "adapt_stformer", tmp_path)
+    assert model.variable_length
     agg = model.config["aggregator"]
     assert (agg["heads"], agg["levels"], agg["points"], agg["frame_reshape"]) == (8, 1, 8, "view")
     io, frames = _frames("adapt_stformer")
@@ -175,8 +179,8 @@ def test_adapt_stformer_levels_and_points_come_from_the_shapes_or_the_config():
 
 
 def test_converted_tvgnet_is_cct_tokens_and_seqvlad(tmp_path):
-    model, stdout = _converted("vg-transformers", "vgt_tvgnet_cct384_seqvlad", tmp_path)
-    assert "any window length" in stdout and model.name == "cct384+seqvlad"
+    model = _converted("vg-transformers", "vgt_tvgnet_cct384_seqvlad", tmp_path)
+    assert model.variable_length and model.name == "cct384+seqvlad"
     io, frames = _frames("vgt_tvgnet_cct384_seqvlad")
     with torch.inference_mode():
         out = model.aggregate(model.encode_frames(frames)[io["clip_index"]])

@@ -292,3 +292,27 @@ def test_seqvlad_is_netvlad_over_all_tokens_of_all_frames():
         torch.testing.assert_close(agg(x), agg.vlad(x.reshape(2, 3 * N, C)))
         # a global vector per frame counts as one token
         assert agg(torch.rand(2, 3, C)).shape == (2, 4 * C)
+
+
+def test_stformer_temporal_branch_starts_from_a_cct_checkpoint_when_built_pretrained(tmp_path):
+    """The authors build the temporal branch from the ImageNet CCT's classifier; a
+    reloaded model (pretrained=False) never reads the file again."""
+    from seqvpr_core.models import SequenceModel, create_encoder
+
+    cct = create_encoder("cct224", layers=2)
+    torch.save(cct.state_dict(), tmp_path / "cct.pth")
+    config = {"encoder": {"name": "cct224", "image_size": 64, "layers": 1,
+                          "output": "tokens+patches"},
+              "aggregator": {"name": "stformer", "length": 3, "temporal_layers": 2,
+                             "window": 2, "stride": 1, "clusters": 4, "freeze_temporal": -1,
+                             "weights": str(tmp_path / "cct.pth")}}
+    model = SequenceModel(config, pretrained=False)
+    first = cct.classifier.blocks[1].linear1.weight
+    assert not torch.equal(model.aggregator.temporal.blocks[1].linear1.weight, first)
+    config["encoder"]["pretrained"] = False  # the encoder random, the aggregator from the file
+    temporal = SequenceModel(config, pretrained=True).aggregator.temporal
+    torch.testing.assert_close(temporal.blocks[1].linear1.weight, first)
+    torch.testing.assert_close(temporal.norm.bias, cct.classifier.norm.bias)
+    # --freeze_te_tatt -1: the blocks (and their position tables) train, the norm does not
+    assert not temporal.norm.weight.requires_grad
+    assert temporal.blocks[0].self_attn.rel_pos_t.requires_grad

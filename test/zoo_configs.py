@@ -40,7 +40,7 @@ SMALL_AGGREGATORS: dict[str, dict] = {
     "seqvlad": {"clusters": 4},
     "stformer": {"length": WINDOW, "heads": 4, "clusters": 4, "temporal_layers": 1,
                  "window": 2, "stride": 1},  # 2x2 windows overlap on the 4x4 grid
-    "adapt_stformer": {"heads": 8, "points": 4, "clusters": 4},
+    "adapt_stformer": {"heads": 8, "levels": 1, "points": 4, "clusters": 4},  # all get gradients
 }
 
 # A compatible small encoder for each kind of aggregator input.

@@ -6,7 +6,7 @@ import argparse
 import inspect
 
 PROBE_DIM = 256  # a global frame vector, to show vector aggregators' sizes
-PROBE_GRID, PROBE_TOKEN_DIM = (14, 14), 384  # cct224's tokens, for token aggregators
+PROBE_GRID, PROBE_TOKEN_DIM = (24, 24), 384  # cct384's tokens, for token aggregators
 PROBE_LEN = 5
 
 
@@ -14,10 +14,11 @@ def add_parser(sub) -> None:
     p = sub.add_parser("models", help="list frame encoders and sequence aggregators",
                        description="Every registered encoder (per-frame output, input size, "
                                    "parameters) and aggregator (descriptor size, parameters, "
-                                   "whether it accepts any window length). Aggregator sizes are "
+                                   "whether it accepts any window length, whether streaming "
+                                   "encodes each frame once). Aggregator sizes are "
                                    f"for {PROBE_DIM}-d frame vectors or, for token aggregators, "
                                    f"{PROBE_GRID[0]}x{PROBE_GRID[1]} tokens of "
-                                   f"{PROBE_TOKEN_DIM}-d (cct224). 'authors' names the "
+                                   f"{PROBE_TOKEN_DIM}-d (cct384). 'authors' names the "
                                    "reference fixtures on which `seqvpr reference-check` "
                                    "finds the model equivalent to its authors' code (with "
                                    "the authors' options, e.g. normalize: false for cat, fc "
@@ -40,7 +41,7 @@ def _build(fn, **kw):
         return fn(**kw)
 
 
-def _aggregator_row(name: str) -> tuple[str, int, int, str]:
+def _aggregator_row(name: str) -> tuple[str, int, int, str, str]:
     from ..models import create_aggregator
     from ..models.registry import AGGREGATORS
 
@@ -53,9 +54,13 @@ def _aggregator_row(name: str) -> tuple[str, int, int, str]:
     if "in_dim" in params:
         kw["in_dim"] = in_dim
     agg = _build(create_aggregator, name=name, **kw)
+    if agg.input_kind == "tokens+patches":  # the tokens and the tokenizer's, side by side
+        in_dim = kw["in_dim"] = 2 * PROBE_TOKEN_DIM
+        agg = _build(create_aggregator, name=name, **kw)
     frame = f"{PROBE_GRID[0] * PROBE_GRID[1]}x{in_dim}" if "grid" in params else str(in_dim)
     note = "yes" if agg.variable_length else f"no (L={PROBE_LEN})"
-    return frame, agg.out_dim(in_dim), _params(agg), note
+    once = "yes" if agg.encodes_frames_once else "no (early fusion)"
+    return frame, agg.out_dim(in_dim), _params(agg), note, once
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if pools:
         print(f"CNN encoder heads (pool=...) equivalent to their authors': {', '.join(pools)}")
     print(f"\n{'aggregator':<22}{'frame input':>12}{'descriptor':>12}{'params':>14}"
-          f"{'any length':>13}  authors")
+          f"{'any length':>13}  {'frames encoded once':<21}authors")
     for name in list_aggregators():
-        frame, out, n, note = _aggregator_row(name)
-        print(f"{name:<22}{frame:>12}{out:>12}{n:>14,}{note:>13}  {authors(name)}")
+        frame, out, n, note, once = _aggregator_row(name)
+        print(f"{name:<22}{frame:>12}{out:>12}{n:>14,}{note:>13}  {once:<21}{authors(name)}")
     return 0

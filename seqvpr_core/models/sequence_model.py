@@ -58,6 +58,9 @@ class SequenceModel(nn.Module):
         self.head: FrameHead | None = head
         agg_name = self.config["aggregator"]["name"]
         agg_kw.update(_encoder_facts(agg_name, self.encoder, self.frame_dim))
+        factory = AGGREGATORS.get(agg_name)
+        if factory is not None and "pretrained" in inspect.signature(factory).parameters:
+            agg_kw["pretrained"] = pretrained  # read its weights file when the encoder does
         self.aggregator: Aggregator = create_aggregator(agg_name, **agg_kw)
         check_compatible(self.encoder, self.aggregator, self.config["encoder"]["name"], agg_name)
         self.pca: PCAWhitening | None = None

@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import Aggregator
-from ..encoders.cct import CCTBlock, init_linear_and_norm
+from ..encoders.cct import FORMATS, CCTBlock, init_linear_and_norm
 from ..registry import register_aggregator
+from ..weights import read_state_dict
 from .netvlad import NetVLAD
 
 
@@ -126,6 +127,30 @@ class TemporalBranch(nn.Module):
     def _rel_tables(self) -> list[torch.Tensor | None]:
         return [getattr(b.self_attn, f"rel_pos_{a}") for b in self.blocks for a in "hwt"]
 
+    def load_cct(self, path: str) -> None:
+        """Start from a CCT-14 checkpoint's first blocks and final norm, as the authors
+        build this branch (``cct_14_7x2_384(pretrained=True).classifier``); the
+        relative-position tables keep their init."""
+        state = read_state_dict(path, "stformer temporal branch", FORMATS)
+        own = self.state_dict()
+        taken = {k: state[f"classifier.{k}"] for k in own if f"classifier.{k}" in state}
+        missing = sorted(k for k in own if k not in taken and "rel_pos" not in k
+                         and k != "positional_emb")
+        if missing:
+            raise ValueError(f"{path} has no classifier.{missing[0]} (and {len(missing) - 1} "
+                             "more) for the temporal branch")
+        self.load_state_dict(taken, strict=False)
+
+    def freeze(self, freeze_te: int | None) -> None:
+        """The authors' ``--freeze_te_tatt``, with the semantics of ``--freeze_te``
+        (``CCTEncoder.freeze``): None/0 trains all; else the norm (and a position
+        table) freeze, and so do blocks 0..freeze_te."""
+        if not freeze_te:
+            return
+        self.requires_grad_(False)
+        for block in self.blocks[freeze_te + 1:]:
+            block.requires_grad_(True)
+
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """[(B T), N, C] tokenizer tokens -> [(B T), N, C]."""
         x = patches if self.positional_emb is None else patches + self.positional_emb
@@ -142,7 +167,8 @@ class STformer(Aggregator):
 
     def __init__(self, length: int, in_dim: int, grid: tuple[int, int], heads: int = 6,
                  temporal_layers: int = 4, window: int = 6, stride: int = 3,
-                 relative_positions: bool = True, clusters: int = 64) -> None:
+                 relative_positions: bool = True, clusters: int = 64,
+                 freeze_temporal: int | None = None) -> None:
         super().__init__()
         if length < 1:
             raise ValueError(f"stformer needs a window length >= 1, got {length}")
@@ -151,6 +177,7 @@ class STformer(Aggregator):
         self.length, self.grid, self.dim = int(length), tuple(grid), in_dim // 2
         self.temporal = TemporalBranch(self.dim, heads, temporal_layers, self.length,
                                        self.grid, window, stride, relative_positions)
+        self.temporal.freeze(freeze_temporal)
         self.vlad = NetVLAD(self.dim, clusters)
 
     def out_dim(self, in_dim: int) -> int:
@@ -176,8 +203,15 @@ class STformer(Aggregator):
 @register_aggregator()
 def stformer(in_dim: int, grid: tuple[int, int], length: int = 5, heads: int = 6,
              temporal_layers: int = 4, window: int = 6, stride: int = 3,
-             relative_positions: bool = True, clusters: int = 64) -> STformer:
+             relative_positions: bool = True, clusters: int = 64,
+             freeze_temporal: int | None = None, pretrained: bool = False,
+             weights: str | None = None) -> STformer:
     """STformer (the authors' defaults): L = 5, 4 space-time CCT blocks of 6 heads
-    on 6x6 windows with stride 3, relative positions, SeqVLAD K = 64."""
-    return STformer(length, in_dim, grid, heads, temporal_layers, window, stride,
-                    relative_positions, clusters)
+    on 6x6 windows with stride 3, relative positions, SeqVLAD K = 64. ``weights``:
+    a CCT-14 checkpoint the temporal blocks start from (read when the model is built
+    pretrained, as the encoder's); ``freeze_temporal``: the authors' --freeze_te_tatt."""
+    agg = STformer(length, in_dim, grid, heads, temporal_layers, window, stride,
+                   relative_positions, clusters, freeze_temporal)
+    if pretrained and weights is not None:
+        agg.temporal.load_cct(weights)
+    return agg
