@@ -74,6 +74,17 @@ class WindowSpaceTimeAttention(nn.Module):
                              f"{h}x{w} token grid (need (side - window) % stride == 0)")
         self.heads, self.length, self.grid = heads, length, (h, w)
         self.window, self.stride = window, stride
+        # Token index (frame t, row, column) of each window token, ordered (window,
+        # frame, row, column) as the authors' unfold + rearrange orders them.
+        grid = torch.arange(h * w).view(h, w)
+        starts = [(y, z) for y in range(0, h - window + 1, stride)
+                  for z in range(0, w - window + 1, stride)]
+        windows = torch.stack([grid[y:y + window, z:z + window].flatten() for y, z in starts])
+        frames = torch.arange(length).view(1, -1, 1) * (h * w)
+        self.register_buffer("window_index", (windows[:, None] + frames).flatten(),
+                             persistent=False)
+        counts = torch.bincount(windows.flatten(), minlength=h * w).float()
+        self.register_buffer("windows_per_token", counts.view(-1, 1), persistent=False)
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.proj = nn.Linear(dim, dim)
         self.rel_pos_h = self.rel_pos_w = self.rel_pos_t = None
@@ -85,21 +96,24 @@ class WindowSpaceTimeAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bt, n, c = x.shape
-        t, k, (h, w) = self.length, self.window, self.grid
-        b = bt // t
-        cols = F.unfold(x.transpose(1, 2).reshape(bt, c, h, w), k, stride=self.stride)
-        n_win = cols.shape[-1]  # [(b t), c*k*k, windows] -> [(b windows), (t k k), c]
-        tokens = cols.view(b, t, c, k * k, n_win).permute(0, 4, 1, 3, 2).reshape(
-            b * n_win, t * k * k, c)
-        q, key, v = self.qkv(tokens).view(b * n_win, t * k * k, 3, self.heads, -1).permute(
-            2, 0, 3, 1, 4)
+        t = self.length
+        b, kk = bt // t, self.window * self.window
+        n_win = self.window_index.shape[0] // (t * kk)
+        # qkv and proj act per token, so they run on the N tokens, not on the ~3x more
+        # window tokens (a token is in up to 4 windows): the same numbers, a third of
+        # the work. One gather makes the windows, one scatter-add folds them back.
+        qkv = self.qkv(x).view(b, t * n, 3 * c)[:, self.window_index]
+        q, key, v = qkv.view(b * n_win, t * kk, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         bias = None
         if self.rel_pos_h is not None:
-            bias = relative_logits(q, self.rel_pos_h, self.rel_pos_w, self.rel_pos_t, (t, k, k))
-        out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias)
-        out = self.proj(out.transpose(1, 2).reshape(b * n_win, t * k * k, c))
-        out = out.view(b, n_win, t, k * k, c).permute(0, 2, 4, 3, 1).reshape(bt, c * k * k, n_win)
-        return F.fold(out, (h, w), k, stride=self.stride).flatten(2).transpose(1, 2)
+            bias = relative_logits(q, self.rel_pos_h, self.rel_pos_w, self.rel_pos_t,
+                                   (t, self.window, self.window))
+        out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias)  # [(b win), h, tkk, d]
+        out = out.transpose(1, 2).reshape(b, n_win * t * kk, c)
+        summed = x.new_zeros(b, t * n, c).index_add_(1, self.window_index, out)
+        # proj of every window's output, overlaps summed: its bias once per window
+        return (F.linear(summed.view(bt, n, c), self.proj.weight)
+                + self.windows_per_token * self.proj.bias)
 
 
 class TemporalBranch(nn.Module):
