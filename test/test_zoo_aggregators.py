@@ -10,7 +10,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from seqvpr_core.models import create_aggregator
 from seqvpr_core.models.aggregators.adapt_stformer import DeformableCrossAttention
 from seqvpr_core.models.aggregators.netvlad import NetVLAD, kmeans
-from seqvpr_core.models.aggregators.stformer import WindowSpaceTimeAttention, relative_logits
+from seqvpr_core.models.aggregators.stformer import (
+    WindowSpaceTimeAttention,
+    key_positions,
+    relative_terms,
+)
 
 C, GRID = 32, (4, 4)
 N = GRID[0] * GRID[1]
@@ -145,8 +149,11 @@ def test_stformer_relative_positions_depend_on_the_query_and_the_offsets():
     attn = _window_attention((6, 6), 3, 3)
     d = C // 4
     q = torch.randn(1, 1, 1, d).expand(1, 1, 3 * 9, d)  # the same query at every position
-    logits = relative_logits(q, attn.rel_pos_h, attn.rel_pos_w, attn.rel_pos_t, (3, 3, 3))
-    logits = logits.view(3, 3, 3, 3, 3, 3)  # [t, y, x, t', y', x']
+    def logits_of(q):
+        terms = relative_terms(q, attn.rel_pos_h, attn.rel_pos_w, attn.rel_pos_t, (3, 3, 3))
+        return terms @ key_positions((3, 3, 3)).T
+
+    logits = logits_of(q).view(3, 3, 3, 3, 3, 3)  # [t, y, x, t', y', x']
     # the same (dt, dy, dx) gives the same logit wherever it occurs
     torch.testing.assert_close(logits[0, 0, 0, 1, 1, 2], logits[1, 1, 0, 2, 2, 2])
     torch.testing.assert_close(logits[2, 2, 1, 0, 0, 0], logits[2, 2, 2, 0, 0, 1])
@@ -155,7 +162,7 @@ def test_stformer_relative_positions_depend_on_the_query_and_the_offsets():
     expected = q[0, 0, 0] @ (attn.rel_pos_h[2 + (0 - dy)] + attn.rel_pos_w[2 + (0 - dx)]
                              + attn.rel_pos_t[2 + (1 - (1 + dt))])
     torch.testing.assert_close(logits[1, 0, 0, 1 + dt, dy, dx], expected)
-    doubled = relative_logits(2 * q, attn.rel_pos_h, attn.rel_pos_w, attn.rel_pos_t, (3, 3, 3))
+    doubled = logits_of(2 * q)
     torch.testing.assert_close(doubled, 2 * logits.reshape(doubled.shape))
 
 

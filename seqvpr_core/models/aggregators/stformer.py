@@ -38,11 +38,13 @@ from ..weights import read_state_dict
 from .netvlad import NetVLAD
 
 
-def relative_logits(q: torch.Tensor, rel_h: torch.Tensor, rel_w: torch.Tensor,
-                    rel_t: torch.Tensor, thw: tuple[int, int, int]) -> torch.Tensor:
+def relative_terms(q: torch.Tensor, rel_h: torch.Tensor, rel_w: torch.Tensor,
+                   rel_t: torch.Tensor, thw: tuple[int, int, int]) -> torch.Tensor:
     """MViTv2's decomposed relative positions (the authors' ``_add_rel_pos``, query
-    and key windows of the same shape): q [B, heads, T*k*k, d] -> the logits
-    q.R_h[qy-ky] + q.R_w[qx-kx] + q.R_t[qt-kt], [B, heads, T*k*k, T*k*k]."""
+    and key windows of one shape): q [B, heads, T*k*k, d] -> per query, its terms
+    q.R_h[qy-ky] for each key row ky, q.R_w[qx-kx] for each key column, q.R_t[qt-kt]
+    for each key frame: [B, heads, T*k*k, k + k + T]. The logit of a key is the sum
+    of its three terms: ``terms @ key_positions(thw).T``."""
     t, h, w = thw
     b, heads, _, d = q.shape
 
@@ -54,8 +56,17 @@ def relative_logits(q: torch.Tensor, rel_h: torch.Tensor, rel_w: torch.Tensor,
     lh = torch.einsum("bythwc,hkc->bythwk", q, table(rel_h, h))
     lw = torch.einsum("bythwc,wkc->bythwk", q, table(rel_w, w))
     lt = torch.einsum("bythwc,tkc->bythwk", q, table(rel_t, t))
-    logits = (lt[..., :, None, None] + lh[..., None, :, None] + lw[..., None, None, :])
-    return logits.reshape(b, heads, t * h * w, t * h * w)
+    return torch.cat([lh, lw, lt], -1).reshape(b, heads, t * h * w, h + w + t)
+
+
+def key_positions(thw: tuple[int, int, int]) -> torch.Tensor:
+    """Each key's row, column and frame one-hot, [T*k*k, k + k + T] (keys ordered
+    frame, row, column): picks a key's three terms out of :func:`relative_terms`."""
+    t, h, w = thw
+    kt, kh, kw = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w),
+                                indexing="ij")
+    return torch.cat([F.one_hot(kh.flatten(), h), F.one_hot(kw.flatten(), w),
+                      F.one_hot(kt.flatten(), t)], -1).float()
 
 
 class WindowSpaceTimeAttention(nn.Module):
@@ -85,6 +96,8 @@ class WindowSpaceTimeAttention(nn.Module):
                              persistent=False)
         counts = torch.bincount(windows.flatten(), minlength=h * w).float()
         self.register_buffer("windows_per_token", counts.view(-1, 1), persistent=False)
+        self.register_buffer("key_positions", key_positions((length, window, window)),
+                             persistent=False)
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.proj = nn.Linear(dim, dim)
         self.rel_pos_h = self.rel_pos_w = self.rel_pos_t = None
@@ -106,8 +119,9 @@ class WindowSpaceTimeAttention(nn.Module):
         q, key, v = qkv.view(b * n_win, t * kk, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         bias = None
         if self.rel_pos_h is not None:
-            bias = relative_logits(q, self.rel_pos_h, self.rel_pos_w, self.rel_pos_t,
+            terms = relative_terms(q, self.rel_pos_h, self.rel_pos_w, self.rel_pos_t,
                                    (t, self.window, self.window))
+            bias = terms @ self.key_positions.T  # [(b win), heads, tkk, tkk]
         out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias)  # [(b win), h, tkk, d]
         out = out.transpose(1, 2).reshape(b, n_win * t * kk, c)
         summed = x.new_zeros(b, t * n, c).index_add_(1, self.window_index, out)
