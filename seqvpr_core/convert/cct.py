@@ -24,6 +24,7 @@ import torch
 from ..models import SequenceModel
 from ..models.aggregators.netvlad import NetVLAD
 from ..models.encoders.cct import DEPTH, EMBED, CCTEncoder
+from .netvlad import vlad_from_state
 from .release import require, state_dict_of
 
 CCT_KEYS = (r"tokenizer\.conv_layers\.0\.0\.weight", r"tokenizer\.conv_layers\.1\.0\.weight",
@@ -81,17 +82,9 @@ def cct_encoder_from_release(state: Mapping[str, torch.Tensor], config: dict[str
 
 def load_seqvlad(vlad: NetVLAD, state: Mapping[str, torch.Tensor]) -> None:
     """The authors' SeqVLAD (``conv.weight`` [K, D, 1] or [K, D, 1, 1], no bias;
-    ``centroids`` [K, D]) into a NetVLAD: the same soft assignment, zero bias."""
+    ``centroids`` [K, D]) into ``vlad`` (vladv1: no bias either)."""
     require(state, SEQVLAD_KEYS, "SeqVLAD")
-    weight = state["conv.weight"].reshape(state["conv.weight"].shape[:2])
-    if tuple(weight.shape) != (vlad.clusters, vlad.dim):
-        raise ValueError(f"SeqVLAD conv.weight is {tuple(state['conv.weight'].shape)}, the "
-                         f"model has {vlad.clusters} clusters of {vlad.dim}-d")
-    with torch.no_grad():
-        vlad.centroids.copy_(state["centroids"])
-        vlad.assign.weight.copy_(weight)
-        if vlad.assign.bias is not None:
-            vlad.assign.bias.zero_()
+    vlad.load_state_dict(vlad_from_state(state).state_dict())
 
 
 def tvgnet_from_release(state: Mapping[str, torch.Tensor], config: dict[str, Any]
