@@ -25,8 +25,8 @@ import torch
 
 from ..models import SequenceModel
 from . import register_converter, register_fixture
-from .cct import cct_encoder_from_release, load_seqvlad, under, unprefixed
-from .release import require
+from .cct import cct_encoder_from_release, load_seqvlad, unprefixed
+from .release import require, strip_prefix
 
 SCA = r"detr\.spatial_cross_attention\."
 KEYS = (r"detr\.query_offset", r"detr\.reference_points", r"detr\.spatial_shapes",
@@ -71,27 +71,27 @@ def adapt_stformer_from_release(release: Any, config: dict[str, Any]) -> Sequenc
     require(state, KEYS, "Adapt-STformer (Bev_RGB_Fusion with CCT, SeqGeM and SeqVLAD)",
             ALLOWED)
     enc_cfg, encoder = cct_encoder_from_release(
-        under(state, "encoder."), {**config.get("encoder", {}), "output": "tokens"})
+        strip_prefix(state, "encoder."), {**config.get("encoder", {}), "output": "tokens"})
     model = SequenceModel({"encoder": enc_cfg,
                            "aggregator": _aggregator_config(state, config.get("aggregator", {}))},
                           encoder=encoder)
     agg = model.aggregator
-    detr = under(state, "detr.")
+    detr = strip_prefix(state, "detr.")
     grid = tuple(int(s) for s in detr["spatial_shapes"].reshape(-1))
     if grid != agg.grid or detr["level_start_index"].reshape(-1).tolist() != [0]:
         raise ValueError(f"the release's value map is {detr['spatial_shapes'].tolist()} "
                          f"(level starts {detr['level_start_index'].tolist()}); the encoder "
                          f"gives one {agg.grid[0]}x{agg.grid[1]} map")
-    sca = under(detr, "spatial_cross_attention.")
+    sca = strip_prefix(detr, "spatial_cross_attention.")
     attn = {k: v for k, v in sca.items() if k != "normalizer"}
     attn["normalizer"] = sca["normalizer"].reshape(-1)
     attn["reference_points"] = detr["reference_points"].reshape(-1, 2)
     agg.cross_attention.load_state_dict(attn)
-    agg.cross_attn_norm.load_state_dict(under(detr, "cross_attn_norm."))
+    agg.cross_attn_norm.load_state_dict(strip_prefix(detr, "cross_attn_norm."))
     with torch.no_grad():
         agg.query_offset.copy_(detr["query_offset"].reshape(agg.query_offset.shape))
         agg.p.copy_(state["seqgem_modified.p"].reshape(()))
-    load_seqvlad(agg.vlad, under(state, "aggregator."))
+    load_seqvlad(agg.vlad, strip_prefix(state, "aggregator."))
     return model.eval()
 
 

@@ -25,7 +25,7 @@ from ..models import SequenceModel
 from ..models.aggregators.netvlad import NetVLAD
 from ..models.encoders.cct import DEPTH, EMBED, CCTEncoder
 from .netvlad import vlad_from_state
-from .release import require, state_dict_of
+from .release import require, state_dict_of, strip_prefix
 
 CCT_KEYS = (r"tokenizer\.conv_layers\.0\.0\.weight", r"tokenizer\.conv_layers\.1\.0\.weight",
             r"classifier\.positional_emb", r"classifier\.norm\.(weight|bias)",
@@ -42,10 +42,6 @@ ENCODER_OPTIONS = {"output", "normalize", "freeze_layers", "image_size"}
 def unprefixed(release: Any) -> dict[str, torch.Tensor]:
     """The release's tensors with every ``module.`` removed, as the authors' loaders do."""
     return {k.replace("module.", ""): v for k, v in state_dict_of(release).items()}
-
-
-def under(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def cct_encoder_from_release(state: Mapping[str, torch.Tensor], config: dict[str, Any]
@@ -96,7 +92,7 @@ def tvgnet_from_release(state: Mapping[str, torch.Tensor], config: dict[str, Any
     if unknown:
         raise ValueError(f"not a TVGNet on CCT: unexpected keys {unknown[:6]} (the pooling of "
                          "a CCT TVGNet is the identity)")
-    agg_state = under(state, "aggregator.")
+    agg_state = strip_prefix(state, "aggregator.")
     agg_cfg = dict(config.get("aggregator", {}))
     if "centroids" in agg_state:
         output = "tokens"
@@ -115,18 +111,13 @@ def tvgnet_from_release(state: Mapping[str, torch.Tensor], config: dict[str, Any
     else:
         raise ValueError(f"unknown TVGNet aggregator keys {sorted(agg_state)[:6]}")
     enc_cfg, encoder = cct_encoder_from_release(
-        under(state, "encoder."), {**config.get("encoder", {}), "output": output})
+        strip_prefix(state, "encoder."), {**config.get("encoder", {}), "output": output})
     model = SequenceModel({"encoder": enc_cfg, "aggregator": agg_cfg}, encoder=encoder)
     if agg_cfg["name"] == "seqvlad":
         load_seqvlad(model.aggregator.vlad, agg_state)
     elif agg_cfg["name"] == "fc":
         model.aggregator.fc.load_state_dict({k[2:]: v for k, v in agg_state.items()})
     return model.eval()
-
-
-def frame_rows(tokens: torch.Tensor, side: int, first: int, last: int) -> torch.Tensor:
-    """Tokens [..., N, C] of grid rows first..last (row-major), [..., rows * side, C]."""
-    return tokens[..., first * side:(last + 1) * side, :]
 
 
 def run_tvgnet_fixture(fixture) -> dict[str, torch.Tensor]:
@@ -138,7 +129,7 @@ def run_tvgnet_fixture(fixture) -> dict[str, torch.Tensor]:
     frames = fixture.frames_nhwc()
     clips = fixture.io["clip_index"]
     model = tvgnet_from_release(state, {"aggregator": {"length": clips.shape[1]}})
-    encoders = {output: cct_encoder_from_release(under(state, "encoder."),
+    encoders = {output: cct_encoder_from_release(strip_prefix(state, "encoder."),
                                                  {"output": output})[1].eval()
                 for output in ("tokens", "seqpool")}
     with torch.inference_mode():
@@ -149,6 +140,6 @@ def run_tvgnet_fixture(fixture) -> dict[str, torch.Tensor]:
     side = encoders["tokens"].grid[1]
     for name in fixture.atol:
         if m := re.fullmatch(r"encoder_tokens_frame(\d+)_rows(\d+)_(\d+)", name):
-            f, a, b = map(int, m.groups())
-            outputs[name] = frame_rows(feats["tokens"][f:f + 1], side, a, b)
+            f, a, b = map(int, m.groups())  # grid rows a..b of frame f, row-major
+            outputs[name] = feats["tokens"][f:f + 1, a * side:(b + 1) * side]
     return outputs

@@ -21,8 +21,8 @@ import torch
 
 from ..models import SequenceModel
 from . import register_converter, register_fixture
-from .cct import cct_encoder_from_release, load_seqvlad, under, unprefixed
-from .release import require
+from .cct import SEQVLAD_KEYS, cct_encoder_from_release, load_seqvlad, unprefixed
+from .release import require, strip_prefix
 
 TEMPORAL_KEYS = (r"norm\.(weight|bias)", r"blocks\.0\.self_attn\.qkv\.weight")
 TEMPORAL_ALLOWED = (r"positional_emb", r"attention_pool\.(weight|bias)",
@@ -57,16 +57,17 @@ def stformer_from_release(release: Any, config: dict[str, Any]) -> SequenceModel
         ("encoder.spatial.", "encoder.temporal.", "aggregator.")))
     if unknown:
         raise ValueError(f"not an STformer checkpoint: unexpected keys {unknown[:6]}")
-    spatial = under(state, "encoder.spatial.")
+    spatial = strip_prefix(state, "encoder.spatial.")
     if any("rel_pos" in k for k in spatial):
         raise ValueError("this STformer was trained with --rel_pos_spatial (attention across "
                          "the frames in the spatial branch too), which seqvpr does not build")
-    temporal = under(state, "encoder.temporal.")
+    temporal = strip_prefix(state, "encoder.temporal.")
     enc_cfg, encoder = cct_encoder_from_release(
         spatial, {**config.get("encoder", {}), "output": "tokens+patches"})
-    agg_state = under(state, "aggregator.")
+    agg_state = strip_prefix(state, "aggregator.")
+    require(agg_state, SEQVLAD_KEYS, "STformer SeqVLAD (aggregator.*)")
     agg_cfg = _temporal_config(temporal, config.get("aggregator", {}))
-    agg_cfg["clusters"] = agg_state["centroids"].shape[0] if "centroids" in agg_state else 64
+    agg_cfg["clusters"] = agg_state["centroids"].shape[0]
     model = SequenceModel({"encoder": enc_cfg, "aggregator": agg_cfg}, encoder=encoder)
     ignored = {"attention_pool.weight", "attention_pool.bias"}
     if agg_cfg["relative_positions"]:
