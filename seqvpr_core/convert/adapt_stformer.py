@@ -100,7 +100,7 @@ def convert_adapt_stformer(release: Any, config: dict[str, Any]) -> SequenceMode
     return adapt_stformer_from_release(release, config)
 
 
-@register_fixture("gen_adapt")
+@register_fixture("gen_adapt", verifies=("cct384", "adapt_stformer"))
 def run_fixture(fixture) -> dict[str, torch.Tensor]:
     """One converted model at every window length of the fixture: ``descriptor_L{n}``
     on ``clip_index_L{n}``, and for a length n the recurrent states

@@ -6,11 +6,7 @@ All three build CCT-14/7x2 with the Compact-Transformers module names
 truncated to ``trunc_te`` blocks: :func:`cct_encoder_from_release` reads the depth
 from the block keys and the input size from the position table (24 x 24 tokens:
 384 x 384 frames; 14 x 14: 224 x 224), so any depth and either size converts.
-
-TVGNet (vandal-vpr/vg-transformers ``tvg/models/tvg_net.py``) on CCT is the CCT
-tokens + SeqVLAD (``aggregator.{conv.weight, centroids}``), or the seq-pooled
-frame vectors + CAT (no aggregator keys) or + FC (``aggregator.1.*``); its files
-are ``{epoch_num, model_state_dict, ...}`` with ``module.`` prefixes.
+:mod:`.vg_transformers` (TVGNet), :mod:`.stformer` and :mod:`.adapt_stformer` call it.
 """
 
 from __future__ import annotations
@@ -21,11 +17,10 @@ from typing import Any
 
 import torch
 
-from ..models import SequenceModel
 from ..models.aggregators.netvlad import NetVLAD
 from ..models.encoders.cct import DEPTH, EMBED, CCTEncoder
 from .netvlad import vlad_from_state
-from .release import require, state_dict_of, strip_prefix
+from .release import require, state_dict_of
 
 CCT_KEYS = (r"tokenizer\.conv_layers\.0\.0\.weight", r"tokenizer\.conv_layers\.1\.0\.weight",
             r"classifier\.positional_emb", r"classifier\.norm\.(weight|bias)",
@@ -81,65 +76,3 @@ def load_seqvlad(vlad: NetVLAD, state: Mapping[str, torch.Tensor]) -> None:
     ``centroids`` [K, D]) into ``vlad`` (vladv1: no bias either)."""
     require(state, SEQVLAD_KEYS, "SeqVLAD")
     vlad.load_state_dict(vlad_from_state(state).state_dict())
-
-
-def tvgnet_from_release(state: Mapping[str, torch.Tensor], config: dict[str, Any]
-                        ) -> SequenceModel:
-    """A TVGNet on CCT (``encoder.*`` and ``aggregator.*`` keys, ``module.`` removed):
-    SeqVLAD over the tokens, or the raw seq-pooled vectors with CAT / FC. CAT stores
-    no window length: ``config`` gives ``aggregator: {length: L}``."""
-    unknown = sorted(k for k in state if not k.startswith(("encoder.", "aggregator.")))
-    if unknown:
-        raise ValueError(f"not a TVGNet on CCT: unexpected keys {unknown[:6]} (the pooling of "
-                         "a CCT TVGNet is the identity)")
-    agg_state = strip_prefix(state, "aggregator.")
-    agg_cfg = dict(config.get("aggregator", {}))
-    if "centroids" in agg_state:
-        output = "tokens"
-        agg_cfg = {"name": "seqvlad", "clusters": agg_state["centroids"].shape[0]}
-    elif "1.weight" in agg_state:
-        output = "seqpool"
-        out_dim, flat = agg_state["1.weight"].shape
-        agg_cfg = {"name": "fc", "length": flat // EMBED, "out_dim": out_dim}
-    elif not agg_state:
-        output = "seqpool"
-        if "length" not in agg_cfg:
-            raise ValueError("a TVGNet with CAT stores no window length; give --config with "
-                             "aggregator: {length: L} (the authors' --seq_length, 5 in "
-                             "their README)")
-        agg_cfg = {"name": "cat", "length": int(agg_cfg["length"])}
-    else:
-        raise ValueError(f"unknown TVGNet aggregator keys {sorted(agg_state)[:6]}")
-    enc_cfg, encoder = cct_encoder_from_release(
-        strip_prefix(state, "encoder."), {**config.get("encoder", {}), "output": output})
-    model = SequenceModel({"encoder": enc_cfg, "aggregator": agg_cfg}, encoder=encoder)
-    if agg_cfg["name"] == "seqvlad":
-        load_seqvlad(model.aggregator.vlad, agg_state)
-    elif agg_cfg["name"] == "fc":
-        model.aggregator.fc.load_state_dict({k[2:]: v for k, v in agg_state.items()})
-    return model.eval()
-
-
-def run_tvgnet_fixture(fixture) -> dict[str, torch.Tensor]:
-    """Outputs of a ``gen_vgt`` fixture with a CCT TVGNet checkpoint: the encoder's
-    tokens of a frame (``encoder_tokens_frame{f}_rows{a}_{b}``: rows a..b), the
-    seq-pooled vectors, the checkpoint's model (``descriptor``) and CAT over the
-    seq-pooled vectors (``cat_descriptor``), on ``clip_index``."""
-    state = unprefixed(fixture.release())
-    frames = fixture.frames_nhwc()
-    clips = fixture.io["clip_index"]
-    model = tvgnet_from_release(state, {"aggregator": {"length": clips.shape[1]}})
-    encoders = {output: cct_encoder_from_release(strip_prefix(state, "encoder."),
-                                                 {"output": output})[1].eval()
-                for output in ("tokens", "seqpool")}
-    with torch.inference_mode():
-        feats = {output: enc(enc.preprocess(frames)) for output, enc in encoders.items()}
-        outputs = {"seqpool_unique_frames": feats["seqpool"],
-                   "descriptor": model.aggregate(feats[model.encoder.output][clips]),
-                   "cat_descriptor": feats["seqpool"][clips].flatten(1)}
-    side = encoders["tokens"].grid[1]
-    for name in fixture.atol:
-        if m := re.fullmatch(r"encoder_tokens_frame(\d+)_rows(\d+)_(\d+)", name):
-            f, a, b = map(int, m.groups())  # grid rows a..b of frame f, row-major
-            outputs[name] = feats["tokens"][f:f + 1, a * side:(b + 1) * side]
-    return outputs

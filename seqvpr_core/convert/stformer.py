@@ -83,7 +83,7 @@ def convert_stformer(release: Any, config: dict[str, Any]) -> SequenceModel:
     return stformer_from_release(release, config)
 
 
-@register_fixture("gen_stformer")
+@register_fixture("gen_stformer", verifies=("cct384", "stformer"))
 def run_fixture(fixture) -> dict[str, torch.Tensor]:
     """Branch outputs and the descriptor of a ``gen_stformer`` fixture: per-frame
     token means of both branches, ``temporal_clip{c}_frame{f}_rows{a}_{b}`` (grid
