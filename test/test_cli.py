@@ -95,3 +95,13 @@ def test_demo_runs_on_the_bundled_sample(tmp_path, capsys):
     assert report["recall"]["1"] > 0.9 > report["single_frame_recall"]["1"]
     assert (tmp_path / "demo" / "recall.png").is_file()
     assert (tmp_path / "demo" / "map" / "manifest.json").is_file()
+
+
+def test_models_says_whether_streaming_encodes_each_frame_once(capsys):
+    assert main(["models"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line}
+    column = rows["aggregator"].index("frames encoded once")
+    for name in ("stformer", "adapt_stformer", "seqvlad", "seqgem"):
+        assert rows[name][column:].split()[0] == "yes", rows[name]
+    assert "576x768" in rows["stformer"] and "no (L=5)" in rows["stformer"]
+    assert rows["stformer"].split()[-1] == "stformer"  # the fixtures that verify it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FIXTURES = sorted(p for p in REFERENCE.glob("*") if (p / "fixture.json").is_file())
 # Fixtures whose runner is not written yet: each must fail (strict xfail), and leaves
 # this set the moment it passes.
-PENDING = {"adapt_stformer", "stformer", "vgt_tvgnet_cct384_seqvlad"}
+PENDING: set[str] = set()
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -99,3 +100,103 @@ def test_converted_seqnet_is_an_ordinary_model(tmp_path):
     fixture_head = convert("seqnet", REFERENCE / "seqnet_L5_w3" / "checkpoint.pth",
                            {"encoder": encoder}).aggregator
     torch.testing.assert_close(model.aggregator.conv.weight, fixture_head.conv.weight)
+
+
+def _converted(fmt: str, fixture: str, tmp_path: Path):
+    """The release converted, saved and loaded back as any seqvpr model file."""
+    from seqvpr_core.models import load_model
+
+    convert(fmt, REFERENCE / fixture / "checkpoint.pth").save(tmp_path / f"{fixture}.pt")
+    return load_model(tmp_path / f"{fixture}.pt")
+
+
+def _frames(fixture: str) -> torch.Tensor:
+    io = torch.load(REFERENCE / fixture / "io.pt", weights_only=True)
+    return io, io["frames_u8"].permute(0, 2, 3, 1).numpy()
+
+
+def test_converted_stformer_streams_each_frame_once_to_the_authors_descriptor(tmp_path):
+    """The STformer release as an ordinary model: the localizer encodes each frame once
+    (tokenizer + spatial branch in the ring), the temporal branch runs per window."""
+    from seqvpr_core.maps import PlaceMap
+    from seqvpr_core.stream.localizer import LocalizerConfig, StreamingLocalizer, WindowConfig
+
+    out = tmp_path / "stformer.pt"
+    done = _cli("convert", "--from", "stformer", str(REFERENCE / "stformer" / "checkpoint.pth"),
+                "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "windows of 5 frames" in done.stdout
+    from seqvpr_core.models import load_model
+
+    model = load_model(out)
+    assert model.config["encoder"] == {"name": "cct384", "layers": 1, "output": "tokens+patches"}
+    agg = model.config["aggregator"]
+    assert (agg["temporal_layers"], agg["window"], agg["stride"], agg["heads"]) == (1, 6, 3, 6)
+    io, frames = _frames("stformer")
+    clip = io["clip_index"][0].tolist()
+    calls = []
+    model.encoder.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    loc = StreamingLocalizer(model, PlaceMap(model.descriptor_dim),
+                             LocalizerConfig("mapping", WindowConfig.fixed(5)))
+    built = loc.feed([frames[i] for i in clip], [i * 10**8 for i in range(5)])
+    assert sum(calls) == 5 and len(built) == 1
+    atol = json.loads((REFERENCE / "stformer" / "fixture.json").read_text())["tolerance"]["atol"]
+    diff = np.abs(built[0].descriptor - io["descriptor"][0].numpy()).max()
+    assert diff <= atol["descriptor"]
+
+
+def test_converted_adapt_stformer_takes_any_window_length(tmp_path):
+    model = _converted("adapt-stformer", "adapt_stformer", tmp_path)
+    assert model.variable_length
+    agg = model.config["aggregator"]
+    assert (agg["heads"], agg["levels"], agg["points"], agg["frame_reshape"]) == (8, 1, 8, "view")
+    io, frames = _frames("adapt_stformer")
+    with torch.inference_mode():
+        feats = model.encode_frames(frames)
+        for n in (3, 10):
+            torch.testing.assert_close(model.aggregate(feats[io[f"clip_index_L{n}"]]),
+                                       io[f"descriptor_L{n}"], atol=1e-5, rtol=0)
+
+
+def test_adapt_stformer_levels_and_points_come_from_the_shapes_or_the_config():
+    """heads * levels * points outputs: 8 heads x 16 are the authors' default 2 levels
+    of 8 points unless --config says otherwise."""
+    release = read_release(REFERENCE / "adapt_stformer" / "checkpoint.pth")
+    sca = "module.detr.spatial_cross_attention."
+    state = release["state_dict"]
+    for name in ("sampling_offsets", "attention_weights"):
+        for part in ("weight", "bias"):
+            state[f"{sca}{name}.{part}"] = torch.cat([state[f"{sca}{name}.{part}"]] * 2)
+    from seqvpr_core.convert.adapt_stformer import adapt_stformer_from_release
+
+    attn = adapt_stformer_from_release(release, {}).aggregator.cross_attention
+    assert (attn.levels, attn.points) == (2, 8)
+    attn = adapt_stformer_from_release(
+        release, {"aggregator": {"points": 16}}).aggregator.cross_attention
+    assert (attn.levels, attn.points) == (1, 16)
+    with pytest.raises(ValueError, match="not 3 levels x 8 points"):
+        adapt_stformer_from_release(release, {"aggregator": {"levels": 3, "points": 8}})
+
+
+def test_converted_tvgnet_is_cct_tokens_and_seqvlad(tmp_path):
+    model = _converted("vg-transformers", "vgt_tvgnet_cct384_seqvlad", tmp_path)
+    assert model.variable_length and model.name == "cct384+seqvlad"
+    io, frames = _frames("vgt_tvgnet_cct384_seqvlad")
+    with torch.inference_mode():
+        out = model.aggregate(model.encode_frames(frames)[io["clip_index"]])
+    torch.testing.assert_close(out, io["descriptor"], atol=1e-5, rtol=0)
+
+
+def test_a_cat_tvgnet_needs_its_window_length_and_other_files_are_refused(tmp_path):
+    release = read_release(REFERENCE / "vgt_tvgnet_cct384_seqvlad" / "checkpoint.pth")
+    release["model_state_dict"] = {k: v for k, v in release["model_state_dict"].items()
+                                   if ".aggregator." not in k}
+    torch.save(release, tmp_path / "cat.pth")
+    with pytest.raises(ValueError, match=r"CAT stores no window length.*aggregator: \{length"):
+        convert("vg-transformers", tmp_path / "cat.pth")
+    model = convert("vg-transformers", tmp_path / "cat.pth", {"aggregator": {"length": 3}})
+    assert model.name == "cct384+cat" and model.encoder.output == "seqpool"
+    with pytest.raises(ValueError, match=r"--from stformer.*unexpected keys \['detr"):
+        convert("stformer", REFERENCE / "adapt_stformer" / "checkpoint.pth")
+    with pytest.raises(ValueError, match=r"--from adapt-stformer.*missing keys matching.*detr"):
+        convert("adapt-stformer", REFERENCE / "stformer" / "checkpoint.pth")

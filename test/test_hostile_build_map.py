@@ -179,11 +179,14 @@ def test_a_huge_png_is_refused_from_its_header_without_decoding_it(frames, tmp_p
     naming the file, and its memory stays that of an ordinary run."""
     folder = copy_frames(frames, tmp_path / "imgs", 4)
     huge_png(folder / "images-99999.png")
-    probe = ("import resource, runpy, sys\n"
+    # VmHWM, this process's own peak: ru_maxrss also counts the parent's peak (pytest's,
+    # whatever the tests before it loaded), which Linux carries across the fork and exec
+    probe = ("import re, runpy, sys\n"
              "sys.argv[0] = 'seqvpr'\n"
              "try:\n    runpy.run_module('seqvpr_core.cli.main', run_name='__main__')\n"
-             "finally:\n    print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF)"
-             ".ru_maxrss, file=sys.stderr)\n")
+             "finally:\n    status = open('/proc/self/status').read()\n"
+             "    print('maxrss_kb', re.search(r'VmHWM:\\s+(\\d+)', status).group(1), "
+             "file=sys.stderr)\n")
     done = subprocess.run([sys.executable, "-c", probe, *map(str, build(folder, tmp_path / "m"))],
                           capture_output=True, text=True, timeout=600, env=base_env())
     refused(done, "images-99999.png is 20000x20000 pixels (400 MP), more than seqvpr decodes "

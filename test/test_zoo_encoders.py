@@ -123,6 +123,46 @@ def test_cct_tokens_and_seqpool():
     assert pooled.out_shape == (384,) and pooled.grid is None
 
 
+def test_cct_seqpool_is_raw_unless_asked_to_normalise():
+    """vg-transformers' CAT/FC read the seq-pooled vectors as they come."""
+    torch.manual_seed(0)
+    raw = create_encoder("cct224", image_size=64, layers=1, output="seqpool").eval()
+    unit = create_encoder("cct224", image_size=64, layers=1, output="seqpool", normalize=True)
+    unit.load_state_dict(raw.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = raw(x), unit.eval()(x)
+    assert not torch.allclose(a.norm(dim=1), torch.ones(2), atol=1e-3)
+    torch.testing.assert_close(b, torch.nn.functional.normalize(a, dim=1))
+
+
+def test_cct_tokens_and_patches_side_by_side():
+    """STformer's frame features: the final tokens, then the tokenizer's tokens."""
+    enc = create_encoder("cct224", image_size=64, layers=1, output="tokens+patches").eval()
+    assert enc.out_shape == (16, 768) and enc.grid == (4, 4)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        out = enc(x)
+        torch.testing.assert_close(out[..., 384:], enc.tokenizer(x))
+        enc.output = "tokens"
+        torch.testing.assert_close(out[..., :384], enc(x))
+
+
+@pytest.mark.parametrize(("freeze", "trained_blocks"), [(None, {0, 1, 2, 3}), (0, {0, 1, 2, 3}),
+                                                        (-1, {0, 1, 2, 3}), (1, {2, 3}),
+                                                        (2, {3})])
+def test_cct_freeze_layers_is_vg_transformers_freeze_te(freeze, trained_blocks):
+    """--freeze_te k: everything frozen, then blocks after k trained again (0: nothing
+    frozen; -1: only the tokenizer, the position table, the norm and the pooling)."""
+    enc = create_encoder("cct224", layers=4, output="seqpool", freeze_layers=freeze)
+    trained = {int(n.split(".")[2]) for n, p in enc.named_parameters()
+               if p.requires_grad and n.startswith("classifier.blocks.")}
+    assert trained == trained_blocks
+    stem = [p.requires_grad for n, p in enc.named_parameters()
+            if not n.startswith("classifier.blocks.")]
+    assert all(stem) == (not freeze) and (any(stem) == (not freeze))
+
+
 def test_cct_loads_release_layout_at_another_resolution(tmp_path):
     src = create_encoder("cct224", output="seqpool")
     state = src.state_dict() | {"classifier.fc.weight": torch.zeros(1000, 384),
@@ -131,6 +171,10 @@ def test_cct_loads_release_layout_at_another_resolution(tmp_path):
     enc = create_encoder("cct224", pretrained=True, weights=str(tmp_path / "cct.pth"),
                          image_size=64, layers=2)
     assert enc.classifier.positional_emb.shape == (1, 16, 384)  # 14x14 resized to 4x4
+    grid = src.classifier.positional_emb.detach().reshape(1, 14, 14, 384).permute(0, 3, 1, 2)
+    bilinear = torch.nn.functional.interpolate(grid, size=(4, 4), mode="bilinear")  # pe_check
+    torch.testing.assert_close(enc.classifier.positional_emb.detach(),
+                               bilinear.permute(0, 2, 3, 1).reshape(1, 16, 384))
     torch.testing.assert_close(enc.classifier.blocks[1].linear1.weight,
                                src.classifier.blocks[1].linear1.weight)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from zoo_configs import (
-    EARLY_FUSION_ENCODERS,
+    ENCODER_FOR,
     SMALL_AGGREGATORS,
     SMALL_ENCODERS,
     TOKEN_ENCODER,
@@ -36,8 +36,8 @@ def _input_kind(aggregator: str) -> str:
 
 
 def _encoder_for(aggregator: str) -> str:
-    if aggregator in EARLY_FUSION_ENCODERS:
-        return EARLY_FUSION_ENCODERS[aggregator][0]
+    if aggregator in ENCODER_FOR:
+        return ENCODER_FOR[aggregator][0]
     return TOKEN_ENCODER if _input_kind(aggregator) == "tokens" else VECTOR_ENCODER
 
 
@@ -166,3 +166,21 @@ def test_pca_stage_is_learned_stored_and_reloaded(tmp_path):
     loaded = load_model(tmp_path / "pca.pt")
     with torch.inference_mode():
         assert torch.equal(loaded.aggregate(feats), out)
+
+
+@pytest.mark.parametrize("name", ["seqvlad_cct384", "stformer_cct384", "adapt_stformer_cct384"])
+def test_seed_configs_build_the_authors_models(name):
+    """The seed systems' configs name options the models take (built without weights)."""
+    from pathlib import Path
+
+    from seqvpr_core.train import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "config" / "train" / f"{name}.yaml").model
+    config["encoder"]["pretrained"] = False  # no ImageNet CCT file here
+    model = SequenceModel(config, pretrained=False)
+    trained = {int(n.split(".")[2]) for n, p in model.encoder.named_parameters()
+               if p.requires_grad and n.startswith("classifier.blocks.")}
+    blocks = len(model.encoder.classifier.blocks)
+    assert trained == set(range(0 if name.startswith("stformer") else 2, blocks))
+    assert model.descriptor_dim == 64 * 384

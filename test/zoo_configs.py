@@ -40,18 +40,21 @@ SMALL_AGGREGATORS: dict[str, dict] = {
     "seqnet": {"out_dim": 64, "kernel": 3},
     "mixer": {"length": WINDOW, "depth": 2, "out_rows": 2, "out_cols": 32},
     "seqvlad": {"clusters": 4},
-    "stformer": {"length": WINDOW, "heads": 4, "clusters": 4},
-    "adapt_stformer": {"heads": 8, "points": 4, "clusters": 4},
+    "stformer": {"length": WINDOW, "heads": 4, "clusters": 4, "temporal_layers": 1,
+                 "window": 2, "stride": 1},  # 2x2 windows overlap on the 4x4 grid
+    "adapt_stformer": {"heads": 8, "levels": 1, "points": 4, "clusters": 4},  # all get gradients
     "timesformer": {"frames": WINDOW, "depth": 2, "heads": 4},
     "r2plus1d": {"layers": 2},
     "delta": {},
 }
 
-# Early-fusion aggregators run on one encoder's per-frame output: that encoder, and the
-# options (beyond its small config) it needs for them.
-EARLY_FUSION_ENCODERS: dict[str, tuple[str, dict]] = {
+# Aggregators that read one encoder's particular per-frame output: that encoder and
+# the options (beyond its small config) it needs for them. Early fusion runs on
+# patch embeddings or pixels; STformer reads the CCT's final and tokenizer tokens.
+ENCODER_FOR: dict[str, tuple[str, dict]] = {
     "timesformer": ("vit", {"output": "patches"}),
     "r2plus1d": ("rgb", {}),
+    "stformer": ("cct224", {"output": "tokens+patches"}),
 }
 
 # A compatible small encoder for each kind of aggregator input.
@@ -60,8 +63,8 @@ TOKEN_ENCODER = "cct224"
 
 
 def config(encoder: str, aggregator: str) -> dict:
-    early, options = EARLY_FUSION_ENCODERS.get(aggregator, (None, {}))
-    options = options if encoder == early else {}
+    paired, options = ENCODER_FOR.get(aggregator, (None, {}))
+    options = options if encoder == paired else {}
     return {"encoder": {"name": encoder, **SMALL_ENCODERS[encoder], **options},
             "aggregator": {"name": aggregator, **SMALL_AGGREGATORS[aggregator]}}
 

@@ -6,7 +6,7 @@ import argparse
 import inspect
 
 PROBE_DIM = 256  # a global frame vector, to show vector aggregators' sizes
-PROBE_GRID, PROBE_TOKEN_DIM = (14, 14), 384  # cct224's tokens, for token aggregators
+PROBE_GRID, PROBE_TOKEN_DIM = (24, 24), 384  # cct384's tokens, for token aggregators
 PROBE_LEN = 5
 # Early-fusion aggregators, shown on the frame output they are built for.
 PROBE_FRAMES = {"timesformer": ((14, 14), 768),  # vit, output=patches
@@ -24,10 +24,11 @@ def add_parser(sub) -> None:
                        description="Every registered encoder (per-frame output, input size, "
                                    "parameters) and aggregator (descriptor size, parameters, "
                                    "whether it accepts any window length, where it fuses the "
-                                   f"frames). Aggregator sizes are for {PROBE_DIM}-d frame "
-                                   "vectors or, for token aggregators, "
+                                   "frames, whether streaming encodes each frame once). "
+                                   f"Aggregator sizes are for {PROBE_DIM}-d frame vectors or, "
+                                   "for token aggregators, "
                                    f"{PROBE_GRID[0]}x{PROBE_GRID[1]} tokens of "
-                                   f"{PROBE_TOKEN_DIM}-d (cct224); early fusion on the frames "
+                                   f"{PROBE_TOKEN_DIM}-d (cct384); early fusion on the frames "
                                    "of its own encoder. 'authors' names the "
                                    "reference fixtures on which `seqvpr reference-check` "
                                    "finds the model equivalent to its authors' code (with "
@@ -51,7 +52,7 @@ def _build(fn, **kw):
         return fn(**kw)
 
 
-def _aggregator_row(name: str) -> tuple[str, int, int, str, str]:
+def _aggregator_row(name: str) -> tuple[str, int, int, str, str, str]:
     from ..models import create_aggregator
     from ..models.registry import AGGREGATORS
 
@@ -64,10 +65,14 @@ def _aggregator_row(name: str) -> tuple[str, int, int, str, str]:
     if "in_dim" in params:
         kw["in_dim"] = in_dim
     agg = _build(create_aggregator, name=name, **kw)
+    if agg.input_kind == "tokens+patches":  # the tokens and the tokenizer's, side by side
+        in_dim = kw["in_dim"] = 2 * PROBE_TOKEN_DIM
+        agg = _build(create_aggregator, name=name, **kw)
     frame = f"{kw['grid'][0] * kw['grid'][1]}x{in_dim}" if "grid" in params else str(in_dim)
     note = "yes" if agg.variable_length else f"no (L={PROBE_LEN})"
     fusion = "early *" if agg.fusion == "early" else agg.fusion
-    return frame, agg.out_dim(in_dim), _params(agg), note, fusion
+    once = "yes" if agg.encodes_frames_once else "no *"
+    return frame, agg.out_dim(in_dim), _params(agg), note, fusion, once
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,9 +96,10 @@ def run(args: argparse.Namespace) -> int:
     if pools:
         print(f"CNN encoder heads (pool=...) equivalent to their authors': {', '.join(pools)}")
     print(f"\n{'aggregator':<22}{'frame input':>12}{'descriptor':>12}{'params':>14}"
-          f"{'any length':>13}{'fusion':>14}  authors")
+          f"{'any length':>13}{'fusion':>14}  {'frames encoded once':<21}authors")
     for name in list_aggregators():
-        frame, out, n, note, fusion = _aggregator_row(name)
-        print(f"{name:<22}{frame:>12}{out:>12}{n:>14,}{note:>13}{fusion:>14}  {authors(name)}")
+        frame, out, n, note, fusion, once = _aggregator_row(name)
+        print(f"{name:<22}{frame:>12}{out:>12}{n:>14,}{note:>13}{fusion:>14}  {once:<21}"
+              f"{authors(name)}")
     print(EARLY_FUSION_NOTE)
     return 0

@@ -92,7 +92,16 @@ def convert(fmt: str, path: str | os.PathLike, config: dict[str, Any] | None = N
 
 
 # registration on import
-from . import cosplace, dinov2, mixvpr, netvlad, seqnet, vg_transformers  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    adapt_stformer,
+    cosplace,
+    dinov2,
+    mixvpr,
+    netvlad,
+    seqnet,
+    stformer,
+    vg_transformers,
+)
 
 __all__ = ["CONVERTERS", "FIXTURE_RUNNERS", "VERIFIED", "convert", "list_formats", "read_release",
            "register_converter", "register_fixture"]

@@ -227,12 +227,15 @@ def _full_outputs(fixture, parts: TVGNetRelease) -> dict[str, Any]:
     model = build(parts, config).eval()
     x = model.preprocess(fixture.frames_nhwc())
     out = {"descriptor": model(_clips(x, clips))}
+    encoder = model.encoder
+    if encoder.grid is None and parts.is_cct:  # a CAT/FC file: the same CCT's tokens
+        encoder = cct_encoder(parts.encoder, {"output": "tokens"})[1].eval()
     for name in fixture.atol:
         rows = re.fullmatch(r"encoder_tokens_frame(\d+)_rows(\d+)_(\d+)", name)
-        if rows and model.encoder.grid is not None:
+        if rows and encoder.grid is not None:
             frame, first, last = map(int, rows.groups())
-            cols = model.encoder.grid[1]
-            tokens = model.encode(x[frame:frame + 1])[:, model.encoder.prefix_tokens:]
+            cols = encoder.grid[1]
+            tokens = encoder(x[frame:frame + 1])[:, encoder.prefix_tokens:]
             out[name] = tokens[:, first * cols:(last + 1) * cols]
     if {"seqpool_unique_frames", "cat_descriptor"} & set(fixture.atol):
         # The authors' CAT TVGNet on the same encoder weights: seq-pooled raw frames.
@@ -243,7 +246,7 @@ def _full_outputs(fixture, parts: TVGNetRelease) -> dict[str, Any]:
     return out
 
 
-@register_fixture("gen_vgt", verifies=("seqvlad", "cat", "fc", "pool=gem"))
+@register_fixture("gen_vgt", verifies=("cct384", "seqvlad", "cat", "fc", "pool=gem"))
 def run_fixture(fixture) -> dict[str, Any]:
     parts = TVGNetRelease.parse(fixture.release())
     if "features" in fixture.io:

@@ -125,9 +125,9 @@ class Aggregator(nn.Module):
     # of width w needs w frames).
     min_length: int = 1
     # What one frame's features must be: "vector" [D], "tokens" [N, C] on a
-    # grid, or "any" (a global vector counts as a single token).
+    # grid, "tokens+patches" (a CCT's final and tokenizer tokens side by side,
+    # [N, 2C]), or "any" (a global vector counts as a single token).
     input_kind: str = "vector"
-
     @property
     def variable_length(self) -> bool:
         return self.length is None
@@ -140,6 +140,12 @@ class Aggregator(nn.Module):
         (timesformer, r2plus1d), which re-runs over every frame of each window, since
         its frame encoder only embeds (each frame is still embedded once)."""
         return "late" if self.input_kind == "vector" else "intermediate"
+
+    @property
+    def encodes_frames_once(self) -> bool:
+        """Whether all per-frame work is in the encoder, cached once per frame in the
+        ring: everything but early fusion."""
+        return self.fusion != "early"
 
     def out_dim(self, in_dim: int) -> int:
         return in_dim
@@ -168,7 +174,11 @@ def check_compatible(encoder: FrameEncoder, aggregator: Aggregator, encoder_name
             f"{encoder_name!r} gives tokens {tuple(encoder.out_shape)}; pool them in the encoder "
             "(cct*: output='seqpool', dinov2_*: output='cls', resnet*/vgg16: pool='gem') or use "
             "a token aggregator (seqvlad, stformer, adapt_stformer)")
-    if kind == "tokens" and encoder.grid is None:
+    if kind == "tokens+patches" and getattr(encoder, "output", None) != "tokens+patches":
+        raise ValueError(
+            f"aggregator {aggregator_name!r} needs each frame's final tokens and its "
+            f"tokenizer's tokens side by side; use cct224/cct384 with output='tokens+patches'")
+    if kind in ("tokens", "tokens+patches") and encoder.grid is None:
         raise ValueError(
             f"aggregator {aggregator_name!r} needs a grid of tokens per frame, but encoder "
             f"{encoder_name!r} gives one {encoder.dim}-d vector; use a token encoder (cct224, "

@@ -60,7 +60,7 @@ class SequenceModel(nn.Module):
         agg_kw.update(_encoder_facts(agg_name, self.encoder, self.frame_dim))
         factory = AGGREGATORS.get(agg_name)
         if factory is not None and "pretrained" in inspect.signature(factory).parameters:
-            agg_kw.setdefault("pretrained", pretrained)  # a weight file of its own (r2plus1d)
+            agg_kw.setdefault("pretrained", pretrained)  # its own weights file (r2plus1d, stformer)
         self.aggregator: Aggregator = create_aggregator(agg_name, **agg_kw)
         check_compatible(self.encoder, self.aggregator, self.config["encoder"]["name"], agg_name)
         self.pca: PCAWhitening | None = None

@@ -4,14 +4,24 @@ Hassani et al., "Escaping the Big Data Paradigm with Compact Transformers",
 2021. A two-layer convolutional tokenizer (7x7 conv, ReLU, 3x3 max-pool, twice:
 stride 16 in all) feeds 14 transformer layers of 384-d tokens (6 heads, MLP
 ratio 3) with a learnable position embedding; no class token. SeqVLAD
-(Mereu et al., RA-L 2022), STformer and Adapt-STformer use its 384-d tokens,
-often truncated to the first layers (``layers``). ``output="seqpool"`` is the
-paper's attention-based sequence pooling, for aggregators that want one vector.
+(Mereu et al., RA-L 2022; vandal-vpr/vg-transformers), STformer and
+Adapt-STformer use its 384-d tokens, truncated to the first ``layers`` blocks
+(their ``--trunc_te``).
 
-Module names mirror the authors' release (``tokenizer.conv_layers.*``,
+Outputs (``output``):
+
+- ``tokens``: the final tokens [N, 384] (after the last LayerNorm);
+- ``seqpool``: the paper's attention-based sequence pooling, one raw [384]
+  vector, as vg-transformers' CAT/FC models use it (``normalize=True``: ours,
+  L2-normalised for inner-product search);
+- ``tokens+patches``: the final tokens and the tokenizer's tokens side by side,
+  [N, 768]: STformer's two branches both start from the tokenizer, and this way
+  the per-frame part of both is encoded once (see ``aggregators/stformer.py``).
+
+Module names mirror the authors' code (``tokenizer.conv_layers.*``,
 ``classifier.positional_emb``, ``classifier.blocks.<i>.{pre_norm, self_attn,
-linear1, norm1, linear2}``, ``classifier.norm``, ``classifier.attention_pool``)
-so their checkpoints load from a local file with ``weights``.
+linear1, norm1, linear2}``, ``classifier.norm``, ``classifier.attention_pool``),
+so their checkpoints load key for key (``seqvpr_core/convert/cct.py``).
 """
 
 from __future__ import annotations
@@ -31,15 +41,20 @@ from .cnn import IMAGENET_MEAN, IMAGENET_STD
 
 FORMATS = "a CCT-14/7x2 state_dict in the Compact-Transformers layout"
 EMBED, HEADS, MLP_RATIO, DEPTH, STEM = 384, 6, 3, 14, 64
+OUTPUTS = ("tokens", "seqpool", "tokens+patches")
 
 
 class CCTBlock(nn.Module):
-    """CCT's encoder layer: pre-norm attention, then a norm *inside* the residual path."""
+    """CCT's encoder layer: pre-norm attention, then a norm *inside* the residual path.
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+    ``attn`` replaces the self-attention (STformer's space-time windows); it maps
+    the normed [B, N, C] tokens to [B, N, C]."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float,
+                 attn: nn.Module | None = None) -> None:
         super().__init__()
         self.pre_norm = nn.LayerNorm(dim)
-        self.self_attn = Attention(dim, heads, qkv_bias=False)
+        self.self_attn = attn if attn is not None else Attention(dim, heads, qkv_bias=False)
         self.linear1 = nn.Linear(dim, int(dim * mlp_ratio))
         self.norm1 = nn.LayerNorm(dim)
         self.linear2 = nn.Linear(int(dim * mlp_ratio), dim)
@@ -56,9 +71,22 @@ class Tokenizer(nn.Module):
             nn.Sequential(nn.Conv2d(cin, cout, 7, stride=2, padding=3, bias=False), nn.ReLU(),
                           nn.MaxPool2d(3, stride=2, padding=1))
             for cin, cout in ((3, STEM), (STEM, dim))])
+        for seq in self.conv_layers:
+            nn.init.kaiming_normal_(seq[0].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_layers(x).flatten(2).transpose(1, 2)
+
+
+def init_linear_and_norm(module: nn.Module) -> None:
+    """CCT's init: Linear trunc-normal(0.02) with zero bias, LayerNorm (1, 0)."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
 
 
 class Classifier(nn.Module):
@@ -67,66 +95,105 @@ class Classifier(nn.Module):
     def __init__(self, n_tokens: int, layers: int, seqpool: bool) -> None:
         super().__init__()
         self.positional_emb = nn.Parameter(torch.empty(1, n_tokens, EMBED))
-        nn.init.trunc_normal_(self.positional_emb, std=0.2)
         self.blocks = nn.ModuleList(CCTBlock(EMBED, HEADS, MLP_RATIO) for _ in range(layers))
         self.norm = nn.LayerNorm(EMBED)
         self.attention_pool = nn.Linear(EMBED, 1) if seqpool else None
+        self.apply(init_linear_and_norm)
+        nn.init.trunc_normal_(self.positional_emb, std=0.2)
+
+
+def token_side(image_size: int) -> int:
+    """Tokens per side: two (stride-2 conv, stride-2 pool) pairs, each rounding up."""
+    side = image_size
+    for _ in range(4):
+        side = math.ceil(side / 2)
+    return side
+
+
+def resize_positions(pos: torch.Tensor, side: int) -> torch.Tensor:
+    """A [1, s*s, C] position table on another grid, [1, side*side, C]; bilinear, as
+    the authors' ``pe_check`` (timm's ``resize_pos_embed``) does."""
+    src = int(math.isqrt(pos.shape[1]))
+    if src * src != pos.shape[1]:
+        raise ValueError(f"position table of {pos.shape[1]} tokens is not a square grid")
+    grid = pos.reshape(1, src, src, -1).permute(0, 3, 1, 2).float()
+    grid = F.interpolate(grid, size=(side, side), mode="bilinear", align_corners=False)
+    return grid.permute(0, 2, 3, 1).reshape(1, side * side, -1).to(pos.dtype)
 
 
 class CCTEncoder(FrameEncoder):
-    """[B, 3, S, S] -> tokens [B, N, 384] (N = (S/16)^2) or a pooled [B, 384]."""
+    """[B, 3, S, S] -> tokens [B, N, 384] (N = (S/16)^2), a pooled [B, 384], or
+    tokens and tokenizer tokens [B, N, 768] (``output``)."""
 
     exportable = True  # ONNX Runtime: about 1.3x faster per frame on a CPU core
 
     def __init__(self, name: str, image_size: int, layers: int = DEPTH, output: str = "tokens",
-                 freeze_layers: int = 0) -> None:
+                 freeze_layers: int | None = None, normalize: bool = False) -> None:
         super().__init__()
-        if output not in ("tokens", "seqpool"):
-            raise ValueError(f"output must be 'tokens' or 'seqpool', got {output!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if not 1 <= layers <= DEPTH:
             raise ValueError(f"layers must be 1..{DEPTH}, got {layers}")
-        side = image_size
-        for _ in range(4):  # two (stride-2 conv, stride-2 pool) pairs
-            side = math.ceil(side / 2)
-        self.name, self.output = name, output
+        if normalize and output != "seqpool":
+            raise ValueError("normalize applies to output='seqpool' only")
+        side = token_side(image_size)
+        self.name, self.output, self.normalize = name, output, normalize
         self.tokenizer = Tokenizer(EMBED)
         self.classifier = Classifier(side * side, layers, output == "seqpool")
-        self.dim = EMBED
-        if output == "tokens":
+        self.dim = 2 * EMBED if output == "tokens+patches" else EMBED
+        if output != "seqpool":
             self.grid = (side, side)
         self.preprocess = Preprocess((image_size, image_size), IMAGENET_MEAN, IMAGENET_STD)
-        if freeze_layers:  # SeqVLAD fine-tunes only the last layers
-            for m in (self.tokenizer, *self.classifier.blocks[:freeze_layers]):
-                m.requires_grad_(False)
-            self.classifier.positional_emb.requires_grad_(False)
+        self.freeze(freeze_layers)
+
+    def freeze(self, freeze_te: int | None) -> None:
+        """vg-transformers' ``--freeze_te`` (as STformer's and Adapt-STformer's):
+        None or 0 trains everything; otherwise the tokenizer, the position table,
+        the final norm and the pooling are frozen, and so are blocks 0..freeze_te
+        (-1: no block; 1: blocks 0 and 1): blocks after ``freeze_te`` train."""
+        if not freeze_te:
+            return
+        if freeze_te < -1:
+            raise ValueError(f"freeze_layers must be >= -1, got {freeze_te}")
+        self.requires_grad_(False)
+        for block in self.classifier.blocks[freeze_te + 1:]:
+            block.requires_grad_(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.classifier
-        x = self.tokenizer(x) + c.positional_emb
+        patches = self.tokenizer(x)
+        x = patches + c.positional_emb
         for block in c.blocks:
             x = block(x)
         x = c.norm(x)
+        if self.output == "tokens+patches":
+            return torch.cat([x, patches], dim=-1)
         if c.attention_pool is None:
             return x
-        w = c.attention_pool(x).softmax(dim=1)  # [B, N, 1]
-        return l2n((w * x).sum(1))
+        pooled = (c.attention_pool(x).softmax(dim=1) * x).sum(1)  # weights [B, N, 1]
+        return l2n(pooled) if self.normalize else pooled
 
-    def load_weights(self, path: str | os.PathLike) -> None:
-        state = read_state_dict(path, self.name, FORMATS)
+    def load_state(self, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+        """The authors' CCT keys (``tokenizer.*``, ``classifier.*``) into this encoder:
+        a position table of another grid is resized, blocks past ``layers``, the
+        ImageNet classifier and an unused pooling layer are left out."""
+        state = dict(state)
         pos = state.get("classifier.positional_emb")
-        own = self.classifier.positional_emb
-        if pos is not None and pos.shape != own.shape:  # trained at another resolution
-            src = int(math.isqrt(pos.shape[1]))
-            dst = int(math.isqrt(own.shape[1]))
-            grid = pos.reshape(1, src, src, EMBED).permute(0, 3, 1, 2)
-            grid = F.interpolate(grid, size=(dst, dst), mode="bicubic", align_corners=False)
-            state["classifier.positional_emb"] = grid.permute(0, 2, 3, 1).reshape(1, -1, EMBED)
+        if pos is not None and pos.shape != self.classifier.positional_emb.shape:
+            state["classifier.positional_emb"] = resize_positions(pos, self.grid_side)
         n = len(self.classifier.blocks)
         ignored = {k for k in state if k.startswith("classifier.fc.")
                    or (k.startswith("classifier.blocks.") and int(k.split(".")[2]) >= n)
                    or (self.classifier.attention_pool is None
                        and k.startswith("classifier.attention_pool."))}
-        load_exact(self, state, path, ignored)
+        load_exact(self, state, source, ignored)
+
+    @property
+    def grid_side(self) -> int:
+        return int(math.isqrt(self.classifier.positional_emb.shape[1]))
+
+    def load_weights(self, path: str | os.PathLike) -> None:
+        self.load_state(read_state_dict(path, self.name, FORMATS), path)
 
 
 def _cct(name: str, size: int, pretrained: bool, weights: str | None, image_size: int | None,
@@ -139,15 +206,17 @@ def _cct(name: str, size: int, pretrained: bool, weights: str | None, image_size
 
 @register_encoder()
 def cct224(pretrained: bool = False, weights: str | None = None, image_size: int | None = None,
-           layers: int = DEPTH, output: str = "tokens", freeze_layers: int = 0) -> CCTEncoder:
+           layers: int = DEPTH, output: str = "tokens", freeze_layers: int | None = None,
+           normalize: bool = False) -> CCTEncoder:
     """CCT-14/7x2 at 224x224: 196 tokens of 384-d."""
     return _cct("cct224", 224, pretrained, weights, image_size, layers=layers, output=output,
-                freeze_layers=freeze_layers)
+                freeze_layers=freeze_layers, normalize=normalize)
 
 
 @register_encoder()
 def cct384(pretrained: bool = False, weights: str | None = None, image_size: int | None = None,
-           layers: int = DEPTH, output: str = "tokens", freeze_layers: int = 0) -> CCTEncoder:
+           layers: int = DEPTH, output: str = "tokens", freeze_layers: int | None = None,
+           normalize: bool = False) -> CCTEncoder:
     """CCT-14/7x2 at 384x384: 576 tokens of 384-d (SeqVLAD/STformer's backbone)."""
     return _cct("cct384", 384, pretrained, weights, image_size, layers=layers, output=output,
-                freeze_layers=freeze_layers)
+                freeze_layers=freeze_layers, normalize=normalize)

@@ -1,0 +1,104 @@
+"""STformer releases (tiev-tongji/Spatio-Temporal-SeqVPR, ``checkpoints/ours/*.pth``).
+
+A release is the bare state dict of the authors' ``Net`` (``evaluation.py``
+loads it strictly): ``encoder.spatial.{tokenizer, classifier}.*`` (a CCT),
+``encoder.temporal.{positional_emb, attention_pool, blocks.<i>, norm}.*`` (the
+space-time branch; with relative positions each block has
+``self_attn.rel_pos_{h,w,t}``) and ``aggregator.{conv.weight, centroids}``
+(SeqVLAD). The depths come from the block keys, the window size, the window
+length and the heads from the relative-position tables ([2k-1, C/heads] and
+[2L-1, C/heads]); the stride (3) is not stored: ``--config`` may name another.
+The temporal branch's ``positional_emb`` (with relative positions) and both
+``attention_pool`` layers are stored but unused by the authors' forward.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from ..models import SequenceModel
+from . import register_converter, register_fixture
+from .cct import SEQVLAD_KEYS, cct_encoder_from_release, load_seqvlad, unprefixed
+from .release import require, strip_prefix
+
+TEMPORAL_KEYS = (r"norm\.(weight|bias)", r"blocks\.0\.self_attn\.qkv\.weight")
+TEMPORAL_ALLOWED = (r"positional_emb", r"attention_pool\.(weight|bias)",
+                    r"blocks\.\d+\.(pre_norm|norm1|linear1|linear2)\.(weight|bias)",
+                    r"blocks\.\d+\.self_attn\.(qkv\.weight|proj\.(weight|bias)|rel_pos_[hwt])")
+AGGREGATOR_OPTIONS = {"stride", "length", "window", "heads"}
+
+
+def _temporal_config(temporal: dict[str, torch.Tensor], config: dict[str, Any]
+                     ) -> dict[str, Any]:
+    require(temporal, TEMPORAL_KEYS, "STformer temporal branch", TEMPORAL_ALLOWED)
+    if unknown := sorted(set(config) - AGGREGATOR_OPTIONS - {"name"}):
+        raise ValueError(f"aggregator options {unknown} do not apply to a converted STformer; "
+                         f"known: {sorted(AGGREGATOR_OPTIONS)}")
+    layers = len({int(m.group(1)) for k in temporal if (m := re.match(r"blocks\.(\d+)\.", k))})
+    dim = temporal["norm.weight"].shape[0]
+    agg = {"name": "stformer", "temporal_layers": layers, "stride": config.get("stride", 3),
+           "relative_positions": "blocks.0.self_attn.rel_pos_t" in temporal}
+    if agg["relative_positions"]:
+        rel_h, rel_t = (temporal[f"blocks.0.self_attn.rel_pos_{a}"] for a in "ht")
+        agg |= {"window": (rel_h.shape[0] + 1) // 2, "length": (rel_t.shape[0] + 1) // 2,
+                "heads": dim // rel_h.shape[1]}
+    else:
+        agg |= {"window": config.get("window", 6), "length": config.get("length", 5),
+                "heads": config.get("heads", 6)}
+    return agg
+
+
+def stformer_from_release(release: Any, config: dict[str, Any]) -> SequenceModel:
+    state = unprefixed(release)
+    unknown = sorted(k for k in state if not k.startswith(
+        ("encoder.spatial.", "encoder.temporal.", "aggregator.")))
+    if unknown:
+        raise ValueError(f"not an STformer checkpoint: unexpected keys {unknown[:6]}")
+    spatial = strip_prefix(state, "encoder.spatial.")
+    if any("rel_pos" in k for k in spatial):
+        raise ValueError("this STformer was trained with --rel_pos_spatial (attention across "
+                         "the frames in the spatial branch too), which seqvpr does not build")
+    temporal = strip_prefix(state, "encoder.temporal.")
+    enc_cfg, encoder = cct_encoder_from_release(
+        spatial, {**config.get("encoder", {}), "output": "tokens+patches"})
+    agg_state = strip_prefix(state, "aggregator.")
+    require(agg_state, SEQVLAD_KEYS, "STformer SeqVLAD (aggregator.*)")
+    agg_cfg = _temporal_config(temporal, config.get("aggregator", {}))
+    agg_cfg["clusters"] = agg_state["centroids"].shape[0]
+    model = SequenceModel({"encoder": enc_cfg, "aggregator": agg_cfg}, encoder=encoder)
+    ignored = {"attention_pool.weight", "attention_pool.bias"}
+    if agg_cfg["relative_positions"]:
+        ignored.add("positional_emb")
+    model.aggregator.temporal.load_state_dict(
+        {k: v for k, v in temporal.items() if k not in ignored})
+    load_seqvlad(model.aggregator.vlad, agg_state)
+    return model.eval()
+
+
+@register_converter("stformer")
+def convert_stformer(release: Any, config: dict[str, Any]) -> SequenceModel:
+    return stformer_from_release(release, config)
+
+
+@register_fixture("gen_stformer", verifies=("cct384", "stformer"))
+def run_fixture(fixture) -> dict[str, torch.Tensor]:
+    """Branch outputs and the descriptor of a ``gen_stformer`` fixture: per-frame
+    token means of both branches, ``temporal_clip{c}_frame{f}_rows{a}_{b}`` (grid
+    rows a and b of one frame) and ``descriptor``, on ``clip_index``."""
+    model = stformer_from_release(fixture.release(), {})
+    clips = fixture.io["clip_index"]
+    with torch.inference_mode():
+        feats = model.encode_frames(fixture.frames_nhwc())[clips]
+        spatial, temporal = model.aggregator.branches(feats)
+        outputs = {"spatial_token_mean": spatial.mean(2).flatten(0, 1),
+                   "temporal_token_mean": temporal.mean(2).flatten(0, 1),
+                   "descriptor": model.aggregate(feats)}
+    grid = temporal.unflatten(2, model.aggregator.grid)  # [B, L, H, W, C]
+    for name in fixture.atol:
+        if m := re.fullmatch(r"temporal_clip(\d+)_frame(\d+)_rows(\d+)_(\d+)", name):
+            c, f, a, b = map(int, m.groups())
+            outputs[name] = grid[c, f, [a, b]]
+    return outputs
