@@ -73,9 +73,14 @@ PARAMS: tuple[Param, ...] = (
     Param("loop_exclusion", 30.0, "slam: ignore map entries from the last N seconds before a "
                                   "window (no loop closure with the robot's recent past)."),
     Param("loop_exclusion_keyframes", 0, "slam: also ignore the newest N map entries."),
-    Param("consistency", 3, "Loop-closure gate: consecutive windows whose best matches agree."),
-    Param("consistency_tolerance", 3, "Loop-closure gate: map entries two consecutive best "
-                                      "matches may be apart and still agree."),
+    Param("consistency", GateConfig.consistency, "Loop-closure gate: consecutive windows "
+                                                 "whose best matches move on along the map "
+                                                 "with the query."),
+    Param("consistency_tolerance", GateConfig.tolerance, "Loop-closure gate: map entries those "
+                                                         "matches may drift from moving on one "
+                                                         "entry per window (raise for revisits "
+                                                         "at another speed without distance "
+                                                         "keyframes)."),
     Param("queue_size", 8, "Frames waiting for the model; when full the oldest is dropped "
                            "and counted."),
     Param("max_batch", 8, "Most waiting frames encoded together; 1: one at a time."),

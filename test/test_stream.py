@@ -142,6 +142,25 @@ def test_gate_needs_threshold_and_consistent_windows():
     assert fired == [False, False, True, True, False, False, False, False, False, True]
 
 
+def test_gate_needs_matches_that_move_on_with_the_query():
+    """A static alias (a tunnel matched again and again) or a wandering match never opens
+    the gate; a chain that moves on one map entry per window does, give or take the
+    tolerance; a map of another stride moves on at the ratio of the strides."""
+    def fired(ids, advance=1.0, tolerance=1):
+        gate = LoopClosureGate(GateConfig(0.0, consistency=5, tolerance=tolerance), advance)
+        return [gate.update([_match(i, 0.9)], 0, 0) is not None for i in ids]
+
+    assert not any(fired([7] * 10))  # stands still
+    assert not any(fired([7, 8, 7, 8, 7, 8, 7, 8]))  # goes back and forth
+    assert not any(fired([10, 12, 14, 16, 18, 20]))  # twice the pace: drifts 4 entries
+    assert fired([10, 11, 12, 13, 14, 15]) == [False] * 4 + [True, True]
+    assert fired([10, 11, 11, 13, 14, 15]) == [False] * 4 + [True, True]  # drift 1 ok
+    assert fired([10, 12, 14, 16, 18], tolerance=4)[-1]
+    assert fired([10, 10, 11, 11, 12, 12], advance=0.5)[-2:] == [True, True]
+    with pytest.raises(ValueError, match="advance must be > 0"):
+        LoopClosureGate(GateConfig(), advance=0)
+
+
 def test_reset_restarts_windows_but_not_frame_indices(summer):
     """After a gap no window spans it, and default frame indices stay unique."""
     model = build_model("pixels+avg")

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..catalog import GROWING_INDEX_KINDS
-from ..limits import COUNT, SECONDS, THRESHOLD, TOP_K
+from ..limits import COUNT, NON_NEGATIVE_COUNT, SECONDS, THRESHOLD, TOP_K
 from ..outputs import MAP, PLOT, TABLE, OutputPlan
+from ..stream.gate import GateConfig  # light: the gate's defaults for --help
 from .build_map import add_source_options, source_from_args
 from .common import (
     LOG,
@@ -52,11 +53,16 @@ def add_parser(sub) -> None:
                         "exact; hnsw: sub-linear search for long runs)")
     p.add_argument("--exclude-recent", type=SECONDS.parse, default=30.0, metavar="SECONDS",
                    help="slam: ignore map entries from the last SECONDS before a window")
-    p.add_argument("--threshold", type=THRESHOLD.parse, default=float("-inf"),
+    p.add_argument("--threshold", type=THRESHOLD.parse, default=GateConfig.threshold,
                    help="loop-closure gate: minimum score of the best match (inner product "
                         "for ip maps, -squared L2 distance for l2 maps); default: none")
-    p.add_argument("--consistency", type=COUNT.parse, default=3,
-                   help="loop-closure gate: consecutive windows that must agree")
+    p.add_argument("--consistency", type=COUNT.parse, default=GateConfig.consistency,
+                   help="loop-closure gate: consecutive windows whose best matches move on "
+                        "along the map with the query")
+    p.add_argument("--consistency-tolerance", type=NON_NEGATIVE_COUNT.parse,
+                   default=GateConfig.tolerance, metavar="ENTRIES",
+                   help="loop-closure gate: map entries those matches may drift from one "
+                        "entry per window")
     add_model_options(p, required=False,
                       what="with --map: by default the map's own model (it must match); ")
     add_window_options(p, default="the map's; slam without --map: the model's own length "
@@ -119,7 +125,7 @@ def _open_map(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..stream import GateConfig, LocalizerConfig, StreamingLocalizer, replay
+    from ..stream import LocalizerConfig, StreamingLocalizer, replay
     from .localize_output import (
         LOOP_COLUMNS,
         loop_record,
@@ -156,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
               "per window")
     config = LocalizerConfig(args.mode, window, top_k=top_k,
                              exclude_recent_s=args.exclude_recent,
-                             gate=GateConfig(args.threshold, args.consistency))
+                             gate=GateConfig(args.threshold, args.consistency,
+                                             args.consistency_tolerance))
     localizer = StreamingLocalizer(model, place_map, config)
     prior = [place_map.keyframes[i] for i in range(len(place_map))]
     results = list(replay(localizer, source, args.batch_size))

@@ -176,7 +176,9 @@ class StreamingLocalizer:
         self.model, self.map, self.config = model.eval(), place_map, config
         self.ring: FeatureRing[FrameInfo] = FeatureRing(w.max_len, model.frame_shape,
                                                         model.device, model.dtype)
-        self.gate = LoopClosureGate(config.gate)
+        # a revisit moves on one map entry per window when the map has the query's stride
+        map_stride = (place_map.window or {}).get("stride", w.stride)
+        self.gate = LoopClosureGate(config.gate, advance=w.stride / map_stride)
         self.stats = StreamStats()
         self._seen = 0  # frames since the last reset: drives the windows
         self._frames = 0  # frames ever fed: default frame indices stay unique
