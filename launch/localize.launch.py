@@ -22,15 +22,10 @@ from launch import LaunchDescription
 from seqvpr_ros.params import DEFAULTS, PARAMS
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), "config", "localize.yaml")
-# launch argument -> node parameter, for the parameters people set per run
-ARGUMENTS = {"map": "map_path", "model": "model", "mode": "mode", "map_index": "map_index",
-             "image_topic": "image_topic",
-             "compressed": "compressed", "odom_topic": "odom_topic", "device": "device",
-             "half": "half", "window": "window_max", "top_k": "top_k",
-             "score_threshold": "score_threshold", "consistency": "consistency",
-             "loop_exclusion": "loop_exclusion", "keyframe_min_distance": "keyframe_min_distance",
-             "queue_size": "queue_size", "publish_lio_sam": "publish_lio_sam",
-             "publish_markers": "publish_markers", "map_save_path": "map_save_path"}
+# launch argument -> node parameter: every parameter under its own name, and the two
+# set on every run under short ones
+SHORT = {"map": "map_path", "window": "window_max"}
+ARGUMENTS = {**SHORT, **{p.name: p.name for p in PARAMS if p.name not in SHORT.values()}}
 DESCRIPTIONS = {p.name: p.description for p in PARAMS}
 
 
@@ -55,8 +50,11 @@ def node_actions(context):
         parameters=[LaunchConfiguration("params_file"), overrides])
     configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                             transition_id=Transition.TRANSITION_CONFIGURE))
+    # activate after the launch's own configure only: not on every entry to inactive
+    # (deactivate, or a configure by hand with new parameters, must stay where they are)
     activate = RegisterEventHandler(OnStateTransition(
-        target_lifecycle_node=node, goal_state="inactive",
+        target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+        handle_once=True,
         entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                               transition_id=Transition.TRANSITION_ACTIVATE))]))
     return [node, activate, configure]

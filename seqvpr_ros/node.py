@@ -13,6 +13,7 @@ outputs / session of this package.
 from __future__ import annotations
 
 import array
+import signal
 import threading
 import time
 
@@ -31,7 +32,6 @@ from std_msgs.msg import ColorRGBA, Float64MultiArray
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
-from seqvpr_core.data import ImageEncodingError
 from seqvpr_core.data.poses import yaw_degrees
 from seqvpr_core.data.rosbag import message_to_rgb
 from seqvpr_ros.msg import LoopClosure, PlaceMatch, PlaceMatchArray, SequenceDescriptor
@@ -40,6 +40,7 @@ from .frame_queue import FrameQueue
 from .outputs import (
     Diagnostics,
     PoseFields,
+    RejectionLog,
     lio_sam_payload,
     loop_fields,
     split_stamp,
@@ -47,11 +48,6 @@ from .outputs import (
 )
 from .params import PARAMS, NodeSettings, check_value, subscription_topic
 from .session import ReceivedFrame, Session, open_session
-
-try:  # optional: handles encodings our converter does not (bayer, yuv422, ...)
-    from cv_bridge import CvBridge
-except ImportError:
-    CvBridge = None
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LIO_SAM_TOPIC = "lio_loop/loop_closure_detection"
@@ -81,7 +77,7 @@ class SeqvprLocalizer(LifecycleNode):
             self.declare_parameter(p.name, p.default,
                                    ParameterDescriptor(description=p.description))
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._bridge = CvBridge() if CvBridge is not None else None
+        self._refuse_unavailable_transitions()
         self._session: Session | None = None
         self._queue: FrameQueue | None = None
         self._worker: threading.Thread | None = None
@@ -90,8 +86,28 @@ class SeqvprLocalizer(LifecycleNode):
         self._pubs: dict = {}
         self._service = self._timer = None
         self._diag = Diagnostics()
+        self._rejections = RejectionLog()
         self._marker_id = 0
         self.s: NodeSettings | None = None
+        self.finalized = False  # after the shutdown transition: main() lets the process end
+
+    def _refuse_unavailable_transitions(self) -> None:
+        """rclpy raises out of spin, and the node dies, on a change_state request whose
+        transition id the current state does not have (a second launch's configure, a
+        script's wrong id); refuse it with success false, as for a wrong label."""
+        service, machine = self._service_change_state, self._state_machine
+        handle = service.callback
+
+        def change_state(request, response):
+            t = request.transition
+            if not t.label and t.id not in {d[0] for d in machine.available_transitions}:
+                self.get_logger().warn(f"transition {t.id} refused: not available in state "
+                                       f"{machine.current_state[1]}")
+                response.success = False
+                return response
+            return handle(request, response)
+
+        service.callback = change_state
 
     # --- parameters -------------------------------------------------------------------
 
@@ -136,20 +152,25 @@ class SeqvprLocalizer(LifecycleNode):
         s = self.s
         msg_type = CompressedImage if s.compressed else Image
         topic = subscription_topic(s.image_topic, s.compressed)
+        # sensor-data QoS, with a history as deep as our queue: frames the callback has not
+        # taken yet (the worker holds the GIL) wait there instead of vanishing uncounted
+        qos = QoSProfile(depth=max(s.queue_size, qos_profile_sensor_data.depth),
+                         reliability=qos_profile_sensor_data.reliability,
+                         durability=qos_profile_sensor_data.durability)
         if s.odom_topic:
             import message_filters
 
             image_sub = message_filters.Subscriber(self, msg_type, topic,
-                                                   qos_profile=qos_profile_sensor_data)
+                                                   qos_profile=qos)
             odom_sub = message_filters.Subscriber(self, Odometry, s.odom_topic,
-                                                  qos_profile=qos_profile_sensor_data)
+                                                  qos_profile=qos)
             self._sync = message_filters.ApproximateTimeSynchronizer(
                 [image_sub, odom_sub], max(10, s.queue_size), s.sync_slop)
             self._sync.registerCallback(self._on_image)
             self._subs = [image_sub.sub, odom_sub.sub]
         else:
             self._subs = [self.create_subscription(msg_type, topic, self._on_image,
-                                                   qos_profile_sensor_data)]
+                                                   qos)]
         self._queue.reopen()
         self._worker = threading.Thread(target=self._work, name="seqvpr_worker", daemon=True)
         self._worker.start()
@@ -168,6 +189,7 @@ class SeqvprLocalizer(LifecycleNode):
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         self._stop_stream()
         self._release()
+        self.finalized = True
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_stream(self) -> None:
@@ -215,20 +237,22 @@ class SeqvprLocalizer(LifecycleNode):
             try:
                 self._process(items)
             except Exception as exc:  # noqa: BLE001  (a bad batch must not stop the node)
-                self.get_logger().error(f"{len(items)} frames skipped: {exc}",
-                                        throttle_duration_sec=5.0)
+                for _ in items:
+                    self._reject(f"frame skipped with its batch: {exc}")
 
-    def _to_rgb(self, msg):
-        compressed = isinstance(msg, CompressedImage)
-        try:
-            return message_to_rgb(msg, "sensor_msgs/msg/CompressedImage" if compressed
-                                  else "sensor_msgs/msg/Image")
-        except ImageEncodingError:
-            if self._bridge is None:
-                raise
-            if compressed:
-                return self._bridge.compressed_imgmsg_to_cv2(msg, desired_encoding="rgb8")
-            return self._bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8")
+    def _reject(self, reason: str) -> None:
+        """Count every rejected frame in /diagnostics; log each kind of problem once,
+        then at most once per period."""
+        self._diag.reject(reason)
+        line = self._rejections.line(reason)
+        if line is not None:
+            self.get_logger().warn(line)
+
+    @staticmethod
+    def _to_rgb(msg):
+        """Our converter validates every field before numpy or OpenCV sees the data."""
+        return message_to_rgb(msg, "sensor_msgs/msg/CompressedImage"
+                              if isinstance(msg, CompressedImage) else "sensor_msgs/msg/Image")
 
     def _received(self, image, odom: Odometry | None) -> ReceivedFrame:
         pose = None
@@ -245,7 +269,7 @@ class SeqvprLocalizer(LifecycleNode):
         with self._lock:
             done = session.process([self._received(*item) for item in items])
         for error in done.errors:
-            self.get_logger().error(error, throttle_duration_sec=5.0)
+            self._reject(error)
         for _ in range(done.frames):
             self._diag.frame()
         for result in done.results:
@@ -305,7 +329,7 @@ class SeqvprLocalizer(LifecycleNode):
         if self._session is None or "diag" not in self._pubs:
             return
         q = self._queue
-        level, message = Diagnostics.level(q.received, q.dropped)
+        level, message = self._diag.level(q.received, q.dropped)
         values = self._diag.values(q.received, q.dropped, len(q), len(self._session.map))
         status = DiagnosticStatus(level=DiagnosticStatus.WARN if level else DiagnosticStatus.OK,
                                   name=f"{self.get_name()}: place recognition",
@@ -334,15 +358,22 @@ class SeqvprLocalizer(LifecycleNode):
 
 
 def main(args=None) -> None:
-    """Spin until Ctrl-C or an external shutdown; shutdown that works on Humble and Jazzy."""
+    """Spin until Ctrl-C, an external shutdown or the shutdown transition; clean up once.
+
+    ``ros2 launch`` forwards the terminal's Ctrl-C, so a second SIGINT arrives while
+    the first is handled: ignored from then on, it cannot cut the clean-up short (an
+    uncaught second KeyboardInterrupt made Python die by SIGINT, exit code -2).
+    """
     rclpy.init(args=args)
     node = None
     try:
         node = SeqvprLocalizer()
-        rclpy.spin(node)
+        while rclpy.ok() and not node.finalized:
+            rclpy.spin_once(node, timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node._stop_stream()
             node.destroy_node()

@@ -8,6 +8,7 @@ tested without ROS.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -114,11 +115,14 @@ def lio_sam_payload(result: WindowResult, first_own_id: int) -> list[float] | No
 
 @dataclass
 class Diagnostics:
-    """Rates, latency from image stamp to publish, queue drops, map size."""
+    """Rates, latency from image stamp to publish, queue drops, rejected frames, map size."""
 
     window_s: float = 10.0
+    rejected: int = 0  # frames that could not be used (malformed, unsupported), ever
+    last_rejection: str = ""
     _frames: deque = field(default_factory=deque)  # monotonic times of processed frames
     _windows: deque = field(default_factory=deque)
+    _rejections: deque = field(default_factory=deque)
     _latency_ms: deque = field(default_factory=lambda: deque(maxlen=200))
 
     def frame(self, now: float | None = None) -> None:
@@ -129,14 +133,23 @@ class Diagnostics:
         self._windows.append(time.monotonic() if now is None else now)
         self._latency_ms.append((now_ns - stamp_ns) / 1e6)
 
+    def reject(self, reason: str, now: float | None = None) -> None:
+        """A received frame was not used, for ``reason``."""
+        self.rejected += 1
+        self.last_rejection = reason
+        self._rejections.append(time.monotonic() if now is None else now)
+
+    def _expire(self, now: float) -> None:
+        for q in (self._frames, self._windows, self._rejections):
+            while q and q[0] < now - self.window_s:
+                q.popleft()
+
     def values(self, received: int, dropped: int, queued: int, map_size: int,
                now: float | None = None, stream: StreamStats | None = None) -> dict[str, str]:
         """Key/value pairs of the diagnostics status; ``stream``: the localizer's
         :class:`StreamStats` (time resets, duplicate stamps, invalid poses)."""
         now = time.monotonic() if now is None else now
-        for q in (self._frames, self._windows):
-            while q and q[0] < now - self.window_s:
-                q.popleft()
+        self._expire(now)
         lat = sorted(self._latency_ms)
         return {
             "frame rate (Hz)": f"{len(self._frames) / self.window_s:.2f}",
@@ -145,6 +158,8 @@ class Diagnostics:
             "latency max (ms)": f"{lat[-1]:.1f}" if lat else "n/a",
             "frames received": str(received),
             "frames dropped": str(dropped),
+            "frames rejected": str(self.rejected),
+            "last rejection": self.last_rejection or "none",
             "queue length": str(queued),
             "map size": str(map_size),
             **({} if stream is None else {
@@ -153,9 +168,42 @@ class Diagnostics:
                 "invalid poses dropped": str(stream.invalid_poses)}),
         }
 
-    @staticmethod
-    def level(received: int, dropped: int) -> tuple[int, str]:
-        """(0 OK | 1 WARN, message): warn once more than 10% of frames were dropped."""
+    def level(self, received: int, dropped: int, now: float | None = None) -> tuple[int, str]:
+        """(0 OK | 1 WARN, message): WARN once more than 10% of frames were dropped, or
+        while frames were rejected within the last ``window_s``."""
+        self._expire(time.monotonic() if now is None else now)
+        problems = []
         if received and dropped / received > 0.1:
-            return 1, f"overloaded: {dropped} of {received} frames dropped"
-        return 0, "ok"
+            problems.append(f"overloaded: {dropped} of {received} frames dropped")
+        if self._rejections:
+            problems.append(f"{len(self._rejections)} frames rejected in the last "
+                            f"{self.window_s:g} s: {self.last_rejection}")
+        return (1, "; ".join(problems)) if problems else (0, "ok")
+
+
+class RejectionLog:
+    """Which rejected frames to log: the first of each kind of problem at once, then one
+    line per kind every ``period_s`` with how many came since (diagnostics count all).
+
+    A kind is the reason with its numbers blanked, so a stream of truncated frames of
+    varying size is one kind while a bad encoding next to it is another.
+    """
+
+    MAX_KINDS = 64  # reasons quote message fields: a bound on what a publisher can make us keep
+
+    def __init__(self, period_s: float = 10.0) -> None:
+        self.period_s = period_s
+        self._kinds: dict[str, list] = {}  # kind -> [last logged (monotonic s), since then]
+
+    def line(self, reason: str, now: float | None = None) -> str | None:
+        now = time.monotonic() if now is None else now
+        kind = re.sub(r"\d+", "#", reason)
+        entry = self._kinds.get(kind)
+        if entry is not None and now - entry[0] < self.period_s:
+            entry[1] += 1
+            return None
+        if entry is None and len(self._kinds) >= self.MAX_KINDS:
+            self._kinds.pop(next(iter(self._kinds)))
+        since = entry[1] if entry is not None else 0
+        self._kinds[kind] = [now, 0]
+        return reason + (f" ({since} more like it since the last report)" if since else "")

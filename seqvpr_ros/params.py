@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from seqvpr_core.catalog import GROWING_INDEX_KINDS, RUNTIMES
 from seqvpr_core.limits import (
     BATCH,
     COUNT,
@@ -23,9 +24,7 @@ from seqvpr_core.limits import (
     TOP_K,
     Limit,
 )
-from seqvpr_core.maps.indexes import GROWING_KINDS
-from seqvpr_core.models.runtime import RUNTIMES
-from seqvpr_core.stream import GateConfig
+from seqvpr_core.stream.gate import GateConfig
 
 MODES = ("localize", "slam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -129,7 +128,9 @@ LIMITS: dict[str, Limit] = {
     "sync_slop": SECONDS, "keyframe_min_distance": METRES, "keyframe_min_interval": SECONDS,
     "loop_exclusion": SECONDS, "score_threshold": THRESHOLD, "diagnostics_period": PERIOD_S,
 }
-_CHOICES = {"mode": MODES, "device": DEVICES, "runtime": RUNTIMES, "map_index": GROWING_KINDS}
+# light tables (no torch): ``ros2 launch`` reads this module
+_CHOICES = {"mode": MODES, "device": DEVICES, "runtime": RUNTIMES,
+            "map_index": GROWING_INDEX_KINDS}
 
 
 def check_value(name: str, value: Any) -> str | None:

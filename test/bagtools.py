@@ -34,20 +34,36 @@ def _header(stamp_ns: int, frame_id: str = "camera"):
                                            frame_id)
 
 
+def encode_raw(rgb: np.ndarray, encoding: str, pad: int = 0) -> np.ndarray:
+    """uint8 RGB [H, W, 3] as the rows of a sensor_msgs/Image in ``encoding``
+    (16-bit: big-endian, each byte the 8-bit value) with ``pad`` extra bytes per row:
+    uint8 [H, step]."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    mosaic = np.empty(rgb.shape[:2], np.uint8)  # rggb: R G / G B
+    mosaic[0::2, 0::2], mosaic[0::2, 1::2] = rgb[0::2, 0::2, 0], rgb[0::2, 1::2, 1]
+    mosaic[1::2, 0::2], mosaic[1::2, 1::2] = rgb[1::2, 0::2, 1], rgb[1::2, 1::2, 2]
+    conv = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, alpha]),
+            "bgra8": np.dstack([rgb[..., ::-1], alpha]), "mono8": grey,
+            "bayer_rggb8": mosaic,
+            "yuv422": cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_UYVY),
+            "yuv422_yuy2": cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_YUY2),
+            "32FC1": grey.astype(np.float32) / 255}  # a depth-like image seqvpr refuses
+    for name in ("rgb", "bgr", "mono"):
+        conv[f"{name}16"] = conv[f"{name}8"].astype(">u2") * 257
+    pixels = np.ascontiguousarray(conv[encoding])
+    rows = pixels.view(np.uint8).reshape(rgb.shape[0], -1)
+    data = np.zeros((rows.shape[0], rows.shape[1] + pad), np.uint8)
+    data[:, :rows.shape[1]] = rows
+    return data
+
+
 def image_msg(rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8", pad: int = 0):
     """A sensor_msgs/Image in ``encoding`` with ``pad`` extra bytes per row."""
-    conv = {"rgb8": rgb, "bgr8": rgb[..., ::-1],
-            "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]),
-            "bgra8": np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 255, np.uint8)]),
-            "mono8": cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY),
-            "mono16": cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(">u2") * 257}
-    pixels = np.ascontiguousarray(conv.get(encoding, rgb))
+    data = encode_raw(rgb, encoding, pad)
     h, w = rgb.shape[:2]
-    rows = pixels.view(np.uint8).reshape(h, -1)
-    data = np.zeros((h, rows.shape[1] + pad), np.uint8)
-    data[:, :rows.shape[1]] = rows
     return TS.types["sensor_msgs/msg/Image"](
-        _header(stamp_ns), h, w, encoding, int(encoding == "mono16"), data.shape[1],
+        _header(stamp_ns), h, w, encoding, int(encoding.endswith("16")), data.shape[1],
         data.reshape(-1))
 
 

@@ -100,7 +100,7 @@ def test_frames_stamps_and_poses(tmp_path, seasons):
 
 
 @pytest.mark.parametrize("encoding,pad", [("bgr8", 3), ("rgba8", 0), ("bgra8", 5),
-                                          ("mono8", 1), ("mono16", 2)])
+                                          ("mono8", 1), ("mono16", 2), ("rgb16", 1)])
 def test_raw_encodings_with_row_padding(tmp_path, seasons, encoding, pad):
     frames = seasons["winter"][:4]
     bag = read_bag(write_bag(tmp_path / "b", frames, "sqlite3", encoding=encoding, pad=pad,
@@ -142,14 +142,16 @@ def test_keyframe_spacing(tmp_path, seasons):
 
 
 def test_bad_encoding_missing_topic_wrong_type(tmp_path, seasons):
-    path = write_bag(tmp_path / "b", seasons["summer"][:3], "mcap", encoding="yuv422")
-    with pytest.raises(BagError, match=r"/camera/image.*'yuv422' is not supported"):
+    path = write_bag(tmp_path / "b", seasons["summer"][:3], "mcap", encoding="bayer_rggb8")
+    read_bag(path, TOPIC)  # a camera's raw Bayer pattern is read
+    path = write_bag(tmp_path / "c", seasons["summer"][:3], "mcap", encoding="32FC1")
+    with pytest.raises(BagError, match=r"/camera/image.*'32FC1' is a depth, float or generic"):
         read_bag(path, TOPIC)
     with pytest.raises(BagError, match=r"topic /nope is not in the bag; topics: /camera/image"):
         read_bag(path, "/nope")
     with pytest.raises(BagError, match=r"topic /odom carries nav_msgs/msg/Odometry"):
         read_bag(path, "/odom")
-    with pytest.raises(ImageEncodingError, match="step 10 needs"):
+    with pytest.raises(ImageEncodingError, match="data has 18 bytes, height x step is 20"):
         raw_to_rgb(b"\0" * 18, 2, 3, "rgb8", 10)
 
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..maps import Match
+if TYPE_CHECKING:  # the gate's defaults are read without loading FAISS (seqvpr_ros.params)
+    from ..maps import Match
 
 
 @dataclass(frozen=True)
