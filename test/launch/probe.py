@@ -195,14 +195,25 @@ class Probe:
     def save_map(self):
         return self._call("save", Trigger.Request())
 
-    def stream(self, frames, rate_hz: float | None, stamps_ns=None, make=image, odom_x=None,
-               on_frame=None) -> list[int]:
-        """Publish ``frames`` (RGB) at ``rate_hz`` (None: as fast as possible); stamps:
-        the given ones, else the publish time. Returns the stamps used."""
+    def stream(self, frames, rate_hz: float | None, stamps_ns=None, fmt: str | None = None,
+               odom_x=None, on_frame=None, ahead: int | None = None) -> list[int]:
+        """Publish ``frames`` (RGB) at ``rate_hz`` (None: as fast as possible) as rgb8
+        Images, or CompressedImages in ``fmt``; stamps: the given ones, else the publish
+        time. ``ahead``: never more than this many frames ahead of the matches that
+        came back (on a busy machine the node's queue must not overflow where a test
+        compares every window). Returns the stamps used."""
+        matches0 = self.count("matches")
         period = 1.0 / rate_hz if rate_hz else 0.0
         next_t, used = time.monotonic(), []
-        topic = "compressed" if make is compressed else "image"
+        topic = "compressed" if fmt else "image"
+
+        def make(rgb, stamp):
+            return compressed(rgb, stamp, fmt) if fmt else image(rgb, stamp)
+
         for i, rgb in enumerate(frames):
+            if ahead is not None:
+                self.wait_for(lambda i=i: self.count("matches") - matches0 >= i - ahead, 120,
+                              "the node to catch up")
             if period:
                 time.sleep(max(0.0, next_t - time.monotonic()))
                 next_t += period

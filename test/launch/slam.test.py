@@ -12,6 +12,8 @@ the grown map.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
 import tempfile
 import time
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from probe import CONFIG, NORDLAND, Probe, diagnostic_values, nordland, stamp_ns  # noqa: E402
 
 WORK = Path(tempfile.mkdtemp(prefix="seqvpr_slam_test_"))
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)
 MISSING = None if NORDLAND.is_dir() else f"{NORDLAND} is not present"
 PASS, WINDOW, PERIOD_NS = 600, 10, 100_000_000
 
