@@ -20,6 +20,7 @@ windows that have a true match (the second pass; every cross-season window).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,7 @@ from _common import ROOT, cached, encode_season, parser, report_load, setup
 
 CONFIG = ROOT / "seqvpr_core" / "configs" / "nordland_lite0_cat.yaml"
 WINDOW = 10
-THRESHOLDS = (0.0, 0.8, 0.85, 0.9, 0.95)
+THRESHOLDS = (-math.inf, 0.8, 0.85, 0.9, 0.95)  # -inf: no threshold (the default)
 CONSISTENCY = (1, 3, 5, 8, 10, 12, 15, 20)
 TOLERANCES = (0, 1, 2, 3)
 PERIOD_NS = 100_000_000
@@ -126,7 +127,7 @@ def main() -> None:
                 precision = 1 - n_false / n_all if n_all else 1.0
                 mark = " <- default" if (threshold, consistency, tolerance) == (
                     default.threshold, default.consistency, default.tolerance) else ""
-                print(f"{consistency:11d} {threshold:9.2f}  "
+                print(f"{consistency:11d} {threshold:9.2f}  ".replace("-inf", "none")
                       + "  ".join(f"{c:>16s}" for c in cells) + f"  {precision:9.4f}{mark}")
                 curves.setdefault((tolerance, consistency), []).append(
                     (float(np.mean(recalls)), n_false))
@@ -150,8 +151,8 @@ def plot(curves: dict, path: str, default) -> None:
     ax.set_yscale("symlog", linthresh=1)
     ax.set_xlabel("recall (mean over the 5 streams)")
     ax.set_ylabel("false closures (all streams)")
-    ax.set_title(f"Loop-closure gate on Nordland, tolerance {default.tolerance}; "
-                 f"threshold {THRESHOLDS[0]}..{THRESHOLDS[-1]} along each line", fontsize=9)
+    ax.set_title(f"Loop-closure gate on Nordland, tolerance {default.tolerance}; threshold "
+                 f"none, {THRESHOLDS[1]} .. {THRESHOLDS[-1]} along each line", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -330,7 +330,8 @@ class SeqvprLocalizer(LifecycleNode):
             return
         q = self._queue
         level, message = self._diag.level(q.received, q.dropped)
-        values = self._diag.values(q.received, q.dropped, len(q), len(self._session.map))
+        values = self._diag.values(q.received, q.dropped, len(q), len(self._session.map),
+                                   stream=self._session.localizer.stats)
         status = DiagnosticStatus(level=DiagnosticStatus.WARN if level else DiagnosticStatus.OK,
                                   name=f"{self.get_name()}: place recognition",
                                   hardware_id=self._session.model_id, message=message,

@@ -120,4 +120,4 @@ def test_an_empty_raw_image_is_refused_naming_the_topic(tmp_path, capsys):
         w.write(conn, T0_NS, TS.serialize_cdr(msg, IMAGE))
     refused(call(["build-map", "--bag", tmp_path / "bag", "--topic", TOPIC, "--model",
                   "pixels+avg", "--window", "3", "--out", tmp_path / "map"], capsys),
-            f"topic {TOPIC}", "rgb8 image 0x0")
+            f"topic {TOPIC}", "rgb8 image is empty (0x0 pixels)")

@@ -205,6 +205,7 @@ class TestLocalizeNode(unittest.TestCase):
             self.assertLess(float(v["latency median (ms)"]), 1000.0)
             self.assertEqual((v["frames dropped"], v["frames rejected"], v["map size"]),
                              ("0", "0", str(MAP_SIZE)))
+            self.assertEqual(v["time resets (stamps went back)"], "0")
             self.assertEqual((v["level"], v["message"]), (0, "ok"))
         print(f"MEASURED node diagnostics at 10 Hz: latency median "
               f"{during[-1]['latency median (ms)']} ms, max {during[-1]['latency max (ms)']} ms")
@@ -257,6 +258,13 @@ class TestLocalizeNode(unittest.TestCase):
             self.assertEqual(log.count(reason), 1, f"logged once: {reason}")
         self.assertNotIn("OpenCV", log)
         self.assertNotIn("Traceback", log)
+        # a clock that jumps back (a bag played again): windows restart, counted
+        n1, back = probe.count("matches"), probe.now_ns() - 3_600_000_000_000
+        probe.stream(w[1000:1012], 20.0, stamps_ns=[back + k * 100_000_000 for k in range(12)])
+        probe.wait_for(lambda: latest_diagnostics(probe).get("time resets (stamps went back)")
+                       == "1", 10, "one time reset in /diagnostics")
+        probe.wait_for(lambda: probe.count("matches") >= n1 + 3, 10, "windows after the jump")
+        self.assert_like_offline(probe.since("matches", n1), 1000)  # none spans the jump
 
     def test_05_every_lifecycle_transition_and_back(self, proc_output):
         probe, w = self.probe, self.winter
