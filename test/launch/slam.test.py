@@ -117,8 +117,12 @@ class TestSlamNode(unittest.TestCase):
         grown = PlaceMap.load(WORK / "grown")
         self.assertEqual(len(grown), windows)
         self.assertEqual(grown.keyframes[windows - 1].x, float(PASS - 1))
-        v = diagnostic_values(probe.got["diagnostics"][-1][1])
-        self.assertEqual((v["map size"], v["frames dropped"]), (str(windows), "0"))
+        def diagnostics():
+            return diagnostic_values(probe.got["diagnostics"][-1][1])
+
+        probe.wait_for(lambda: diagnostics()["map size"] == str(windows), 10,
+                       "the map size in /diagnostics")  # published once a second
+        self.assertEqual(diagnostics()["frames dropped"], "0")
 
     def test_1_shutdown(self):
         self.assertTrue(self.probe.transition("shutdown"))
