@@ -27,6 +27,7 @@ STATE_FIELDS: dict[str, Any] = {
     "format": str, "version": int, "config": dict, "net": dict, "optimizer": dict,
     "scheduler": (dict, type(None)), "scaler": dict, "epoch": int, "step": int,
     "best": float, "bad_epochs": int, "history": list, "torch_rng": torch.Tensor}
+OPTIONAL_STATE_FIELDS: dict[str, Any] = {"best_epoch": int}  # absent in older states
 
 
 def atomic_torch_save(payload: dict[str, Any], path: Path, kind: OutputKind) -> None:
@@ -46,7 +47,7 @@ def load_state(path: Path) -> dict[str, Any]:
     if state.get("version") != TRAIN_VERSION:
         raise InputError(f"{path} has training-state version {state.get('version')}, this "
                          f"seqvpr reads {TRAIN_VERSION}")
-    fields(state, str(path), STATE_FIELDS)
+    fields(state, str(path), STATE_FIELDS, OPTIONAL_STATE_FIELDS)
     return state
 
 
