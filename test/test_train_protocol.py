@@ -23,6 +23,7 @@ from seqvpr_core.train.augment import augment_frame, frame_rng
 from seqvpr_core.train.config import AugmentConfig, GroundTruthSpec, WindowSpec
 from seqvpr_core.train.features import cached_features
 from seqvpr_core.train.samples import WindowInputs, build_pair_windows
+from seqvpr_core.train.validate import validate
 
 DEMO = Path(__file__).resolve().parents[1] / "seqvpr_core" / "demo_data" / "nordland"
 
@@ -154,3 +155,26 @@ def test_a_held_out_stretch_can_swap_the_map_and_query_seasons(tmp_path):
     with pytest.raises(ValueError, match="not in splits"):
         read_dataset("nordland", root, splits={"train": [0, 20]},
                      seasons={"val": ["winter", "summer"]})
+
+
+def test_identity_head_starts_as_the_model_without_it_and_pca_head_as_pca(tmp_path):
+    root = _tree(tmp_path / "data", 90)
+    enc = {"name": "pixels", "image_size": [8, 16]}
+    common = dict(model={"encoder": enc, "head": {"dim": 128},
+                         "aggregator": {"name": "cat", "length": 3}},
+                  optim={"epochs": 0, "monitor": 1})
+    ident = Trainer(config_from_dict(_config(tmp_path / "a", root, head_init="identity",
+                                             **common)))
+    plain = SequenceModel({"encoder": enc, "aggregator": {"name": "cat", "length": 3}}).eval()
+    assert ident.fit()["history"][0]["val_recall"] == \
+        validate(plain, ident.val_pairs, ident.cfg, lambda i: None)
+    pca = Trainer(config_from_dict(_config(tmp_path / "c", root, head_init="pca",
+                                           **{**common, "model": {**common["model"],
+                                                                  "head": {"dim": 16}}})))
+    w = pca.model.head.fc.weight.detach().double()
+    torch.testing.assert_close(w @ w.T, torch.eye(16, dtype=torch.float64), atol=1e-5,
+                               rtol=0)
+    with pytest.raises(ValueError, match="identity needs head dim"):
+        Trainer(config_from_dict(_config(tmp_path / "d", root, head_init="identity",
+                                         **{**common, "model": {**common["model"],
+                                                                "head": {"dim": 16}}})))

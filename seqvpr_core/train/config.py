@@ -136,6 +136,7 @@ class TrainConfig:
     jist: JistConfig = field(default_factory=JistConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     frozen_encoder: bool = False  # cache frame features once; train the aggregator only
+    head_init: str = "random"  # random | identity (start as no head) | pca (training frames)
     feature_cache: str | None = None  # default: <output>/features
     seed: int = 0
     device: str = "auto"
@@ -176,7 +177,7 @@ _LIMITS: dict[str, Limit] = {
     "augment.keep_clean": Limit(low=0, high=1),
 }
 _CHOICES = {"optim.scheduler": ("none", "step", "cosine"), "device": ("auto", "cpu", "cuda"),
-            "ground_truth.rule": GT_RULES}
+            "ground_truth.rule": GT_RULES, "head_init": ("random", "identity", "pca")}
 
 
 def _build(cls, values: Any, where: str, path: str = ""):
