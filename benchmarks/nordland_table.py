@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import NORDLAND  # also puts this checkout first on sys.path
 
 from seqvpr_core.data import read_image_folder
 from seqvpr_core.eval import GroundTruth, encode_traversal, evaluate
@@ -33,14 +34,13 @@ ENCODERS = {
     "lite2 s5 GeM 2x4": {"name": "efficientnet_lite2", "stage": 5, "pool_grid": (2, 4),
                          "image_size": (64, 128)},
 }
-AGGREGATORS = ("cat", "avg", "seqgem", "delta")
-WINDOWS = (1, 5, 10)
+# window lengths per aggregator (L=1 is single-frame retrieval, the same for all)
+AGGREGATORS = {"cat": (1, 5, 10), "avg": (5, 10), "seqgem": (5, 10), "delta": (5, 10)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"
-                                         / "nordland64"))
+    p.add_argument("--data", default=str(NORDLAND))
     p.add_argument("--frames", type=int, default=2400, help="first N frames of each season")
     p.add_argument("--tolerance", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
@@ -49,7 +49,7 @@ def main() -> None:
     db = read_image_folder(Path(args.data) / "summer").subset(0, args.frames)
     q = read_image_folder(Path(args.data) / "winter").subset(0, args.frames)
     gt = GroundTruth(tolerance=args.tolerance)
-    cols = [f"{a} L={w}" for a in AGGREGATORS for w in WINDOWS]
+    cols = [f"{a} L={w}" for a, windows in AGGREGATORS.items() for w in windows]
     print(f"Nordland {args.frames} winter queries vs summer map, Recall@1 current / "
           f"seq2seq rule, tolerance {args.tolerance} frame(s), torch threads {args.threads}\n")
     print("| encoder | " + " | ".join(cols) + " | encode ms/frame |")
@@ -60,8 +60,8 @@ def main() -> None:
         dbe, qe = (encode_traversal(base, t, progress=False)[:2] for t in (db, q))
         ms = 1000 * (time.perf_counter() - t0) / (2 * args.frames)
         cells = []
-        for agg in AGGREGATORS:
-            for w in WINDOWS:
+        for agg, windows in AGGREGATORS.items():
+            for w in windows:
                 model = base.with_aggregator({"name": agg, "length": w} if agg == "cat" else agg)
                 r = evaluate(model, dbe, qe, WindowConfig.fixed(w), gt)
                 cells.append(f"{r.recalls['current'][1]:.3f} / {r.recalls['seq2seq'][1]:.3f}")

@@ -188,7 +188,8 @@ def format_recalls(report: dict) -> str:
     gt = report["ground_truth"]
     lines = [f"ground truth: {_criterion(report)}"]
     for rule, facts in gt.get("rules", {}).items():
-        offset = ", ".join(f"{v} {k.removeprefix('max_last_frame_offset_')}"
+        units = {"frames": "frame(s)", "m": "m"}
+        offset = ", ".join(f"{v} {units[k.removeprefix('max_last_frame_offset_')]}"
                            for k, v in facts.items() if k.startswith("max_last_frame_offset"))
         lines.append(f"  {rule:>8}: {facts['description']}; accepts a last frame up to "
                      f"{offset} away")
@@ -207,4 +208,7 @@ def format_recalls(report: dict) -> str:
         cells = "  ".join(" ".join(f"{report[key][rule][k]:>{cell}.3f}" for k in ks)
                           for rule in rules)
         lines.append(f"{label:>{width}}  {cells}")
+    for baseline in report.get("baselines", {}).values():
+        values = ", ".join(f"{k} {v['value']}" for k, v in baseline["parameters"].items())
+        lines.append(f"{baseline['label']}: {values} (sources in the report)")
     return "\n".join(lines)

@@ -51,13 +51,15 @@ def load_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def write_history(out: Path, history: list[dict[str, Any]], title: str) -> None:
+def write_history(out: Path, history: list[dict[str, Any]], title: str,
+                  best_epoch: int | None = None) -> None:
     """history.json and the training-curve plot (loss and validation recall per epoch)."""
     write_json(out / HISTORY_FILE, history, HISTORY)
-    plot_curve(out / CURVE, history, title)
+    plot_curve(out / CURVE, history, title, best_epoch)
 
 
-def plot_curve(path: Path, history: list[dict[str, Any]], title: str) -> None:
+def plot_curve(path: Path, history: list[dict[str, Any]], title: str,
+               best_epoch: int | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,6 +70,9 @@ def plot_curve(path: Path, history: list[dict[str, Any]], title: str) -> None:
     for k in ("1", "5"):
         ax.plot(epochs, [h["val_recall"][k] for h in history], marker="o",
                 label=f"validation R@{k}")
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="tab:green", linestyle=":",
+                   label=f"best.pt (epoch {best_epoch})")
     ax.set_xlabel("epoch (0 = untrained)")
     ax.set_ylabel("Recall@K")
     ax.set_ylim(0, 1)

@@ -289,7 +289,7 @@ class Trainer:
                 ckpt.atomic_torch_save(self._state(), self.out / ckpt.LAST, TRAIN_STATE)
                 ckpt.write_history(self.out, self.history, f"{self.model.name}: "
                                    f"{cfg.data.reader} validation ({cfg.ground_truth.rule} "
-                                   f"rule)")
+                                   f"rule)", self.best_epoch)
             self._echo(self.history[-1])
             dist.barrier(self.info)
             if self.after_epoch is not None:
