@@ -162,7 +162,7 @@ def test_identity_head_starts_as_the_model_without_it_and_pca_head_as_pca(tmp_pa
     enc = {"name": "pixels", "image_size": [8, 16]}
     common = dict(model={"encoder": enc, "head": {"dim": 128},
                          "aggregator": {"name": "cat", "length": 3}},
-                  optim={"epochs": 0, "monitor": 1})
+                  optim={"epochs": 1, "monitor": 1})
     ident = Trainer(config_from_dict(_config(tmp_path / "a", root, head_init="identity",
                                              **common)))
     plain = SequenceModel({"encoder": enc, "aggregator": {"name": "cat", "length": 3}}).eval()
