@@ -97,7 +97,8 @@ class AugmentConfig:
     """Photometric and geometric augmentation of training frames, as CosPlace (and the
     JIST image branch built on it) trains: colour jitter and a random resized crop.
     With a frozen encoder, ``copies`` augmented versions of every training frame are
-    encoded once into the feature cache and training windows draw one per frame."""
+    encoded once into the feature cache and training windows draw one per frame; with
+    an encoder that trains, any ``copies`` > 0 augments the frames as they are read."""
 
     copies: int = 0  # 0: no augmentation
     brightness: float = 0.7  # CosPlace defaults (gmberton/CosPlace parser.py)

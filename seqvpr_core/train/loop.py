@@ -154,12 +154,12 @@ class Trainer:
     def _val_features(self, i: int) -> dict[str, np.ndarray] | None:
         return None if self.features is None else self.features[len(self.train_pairs) + i]
 
-    def _encoder_sample(self, n: int = 500) -> torch.Tensor:
-        """Encoder outputs (before the head) of up to ``n`` training frames of each side
-        of the first pair, seeded, so every rank and resumed run draws the same."""
+    def _encoder_sample(self, n: int = 500, sides: tuple[str, ...] = ("db",)) -> torch.Tensor:
+        """Encoder outputs (before the head) of up to ``n`` training frames of each of
+        ``sides`` of the first pair, seeded, so every rank and resumed run draws the same."""
         rng = np.random.default_rng([self.cfg.seed, 7])
         parts = []
-        for side in ("db", "query"):
+        for side in sides:
             t = getattr(self.train_pairs[0], side)
             ids = np.sort(rng.choice(len(t), size=min(len(t), n), replace=False))
             if self.features is not None:
@@ -188,7 +188,8 @@ class Trainer:
                 fc.weight.copy_(torch.eye(fc.in_features))
                 fc.bias.zero_()
                 return
-            x = self._encoder_sample(len(self.train_pairs[0].db)).flatten(0, -2).double()
+            x = self._encoder_sample(len(self.train_pairs[0].db), ("db", "query"))
+            x = x.flatten(0, -2).double()
             if fc.out_features > min(x.shape):
                 raise ValueError(f"head_init: pca of {len(x)} frames gives at most "
                                  f"{min(x.shape)} directions, head dim is {fc.out_features}")
@@ -205,7 +206,7 @@ class Trainer:
         if init is None:
             return
         with torch.no_grad():
-            sample = self.model.apply_head(self._encoder_sample()[:500].to(self.info.device))
+            sample = self.model.apply_head(self._encoder_sample().to(self.info.device))
         init(sample, seed=self.cfg.seed)
 
     def _param_groups(self) -> list[dict[str, Any]]:
