@@ -209,6 +209,8 @@ def format_recalls(report: dict) -> str:
                           for rule in rules)
         lines.append(f"{label:>{width}}  {cells}")
     for baseline in report.get("baselines", {}).values():
+        if not baseline["parameters"]:
+            continue
         values = ", ".join(f"{k} {v['value']}" for k, v in baseline["parameters"].items())
         lines.append(f"{baseline['label']}: {values} (sources in the report)")
     return "\n".join(lines)
