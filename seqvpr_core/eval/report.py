@@ -1,4 +1,4 @@
-"""JSON report and recall@K plot of an evaluation."""
+"""The recall@K plot of an evaluation (the JSON report is :mod:`.full_report`)."""
 
 from __future__ import annotations
 

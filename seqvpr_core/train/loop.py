@@ -35,6 +35,7 @@ from .losses import CosFace, triplet_loss
 from .mining import MinedCache, Query
 from .samples import PairWindows, WindowInputs, build_pair_windows
 from .validate import validate
+from .warm_start import init_aggregator, init_head
 
 LOG = logging.getLogger(__name__)
 
@@ -102,8 +103,9 @@ class Trainer:
                                     else self.features[i], p, cfg.augment,
                                     None if self.augmented is None else self.augmented[i])
                        for i, p in enumerate(self.train_pairs)]
-        self._init_head()
-        self._init_aggregator()
+        first = None if self.features is None else self.features[0]
+        init_head(self.model, cfg.head_init, self.train_pairs[0], first, cfg.seed)
+        init_aggregator(self.model, self.train_pairs[0], first, cfg.seed, self.info.device)
         self.groups: list[ImageGroup] = build_groups(self.train_pairs, cfg.jist) \
             if cfg.jist.enabled else []
         classifiers = nn.ModuleList(CosFace(self.model.frame_dim, g.classes, cfg.jist.scale,
@@ -153,61 +155,6 @@ class Trainer:
 
     def _val_features(self, i: int) -> dict[str, np.ndarray] | None:
         return None if self.features is None else self.features[len(self.train_pairs) + i]
-
-    def _encoder_sample(self, n: int = 500, sides: tuple[str, ...] = ("db",)) -> torch.Tensor:
-        """Encoder outputs (before the head) of up to ``n`` training frames of each of
-        ``sides`` of the first pair, seeded, so every rank and resumed run draws the same."""
-        rng = np.random.default_rng([self.cfg.seed, 7])
-        parts = []
-        for side in sides:
-            t = getattr(self.train_pairs[0], side)
-            ids = np.sort(rng.choice(len(t), size=min(len(t), n), replace=False))
-            if self.features is not None:
-                parts.append(torch.from_numpy(np.array(self.features[0][side][ids])))
-            else:
-                from ..data.images import read_image
-                parts.append(self.model.encode_backbone_frames(
-                    [read_image(t.paths[i]) for i in ids]).float().cpu())
-        return torch.cat(parts)
-
-    def _init_head(self) -> None:
-        """Start the per-frame head as ``head_init`` says: ``identity`` (the run starts
-        as the model without a head, e.g. the untrained cat preset) or ``pca`` (the
-        principal directions of the training frames' features, centred)."""
-        head, how = self.model.head, self.cfg.head_init
-        if how == "random":
-            return
-        if head is None:
-            raise ValueError(f"head_init: {how} needs a model with a head: {{dim: N}}")
-        fc = head.fc
-        with torch.no_grad():
-            if how == "identity":
-                if fc.in_features != fc.out_features:
-                    raise ValueError(f"head_init: identity needs head dim = encoder dim "
-                                     f"({fc.in_features}), got {fc.out_features}")
-                fc.weight.copy_(torch.eye(fc.in_features))
-                fc.bias.zero_()
-                return
-            x = self._encoder_sample(len(self.train_pairs[0].db), ("db", "query"))
-            x = x.flatten(0, -2).double()
-            if fc.out_features > min(x.shape):
-                raise ValueError(f"head_init: pca of {len(x)} frames gives at most "
-                                 f"{min(x.shape)} directions, head dim is {fc.out_features}")
-            mean = x.mean(0)
-            _, _, vt = torch.linalg.svd(x - mean, full_matrices=False)
-            w = vt[:fc.out_features]
-            fc.weight.copy_(w.to(fc.weight.dtype))
-            fc.bias.copy_((-w @ mean).to(fc.bias.dtype))
-
-    def _init_aggregator(self) -> None:
-        """SeqVLAD/NetVLAD centres from k-means on training frame features (seeded, so
-        every rank and every resumed run starts from the same centres)."""
-        init = getattr(self.model.aggregator, "init_from_features", None)
-        if init is None:
-            return
-        with torch.no_grad():
-            sample = self.model.apply_head(self._encoder_sample().to(self.info.device))
-        init(sample, seed=self.cfg.seed)
 
     def _param_groups(self) -> list[dict[str, Any]]:
         o = self.cfg.optim
