@@ -23,3 +23,13 @@ RUNTIMES = ("auto", "torch", "onnxruntime")  # where a frame encoder runs: model
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq")  # maps/indexes.py
 GROWING_INDEX_KINDS = ("flat", "hnsw")  # grow one entry at a time without training: slam
 METRICS = ("ip", "l2")  # inner product (cosine on unit descriptors) or squared L2
+
+# seqvpr eval: the ground-truth rules (eval/ground_truth.py RULES) and the learning-free
+# baselines run beside the model (eval/baselines.py BASELINES), each with its --NAME help
+GT_RULES = ("current", "seq2seq")
+EVAL_BASELINES = {
+    "seqslam": "add SeqSLAM sequence matching (Milford & Wyeth 2012) on the same frame "
+               "features",
+    "delta": "add delta descriptors (Garg et al., RA-L 2020): the change of the same frame "
+             "features over each window, learning-free",
+}

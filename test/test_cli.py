@@ -56,9 +56,11 @@ def test_eval_writes_recall_report_and_plot(folders, tmp_path):
     assert main(["eval", "--db", str(summer), "--query", str(winter), "--model", "pixels+cat",
                  "--window", "5", "--tolerance", "1", "--json", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
-    assert set(report["recall"]) == {"1", "5", "10", "20"}
-    assert all(0.0 <= v <= 1.0 for v in report["recall"].values())
-    assert report["recall"]["1"] > report["single_frame_recall"]["1"]
+    assert set(report["recall"]) == {"current", "seq2seq"}
+    for rule in ("current", "seq2seq"):
+        assert set(report["recall"][rule]) == {"1", "5", "10", "20"}
+        assert all(0.0 <= v <= 1.0 for v in report["recall"][rule].values())
+        assert report["recall"][rule]["1"] > report["single_frame_recall"][rule]["1"]
     assert report_path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -64,14 +64,45 @@ def test_pretrained_features_beat_random_init_on_real_frames(summer, winter):
     assert recalls[True] > recalls[False] + 0.15, recalls
 
 
-def test_pixels_is_patch_normalised_and_illumination_invariant(summer):
-    enc = create_encoder("pixels", image_size=(32, 64), patch=8)
+@pytest.mark.parametrize("options", [{}, {"normalise": "patch", "patch": 8},
+                                     {"normalise": "image", "resize": "area"}])
+def test_pixels_are_illumination_invariant_in_every_normalisation(summer, options):
+    enc = create_encoder("pixels", image_size=(32, 64), **options)
     frame = read_image(summer.paths[0])
-    darker = (frame * 0.5).astype(np.uint8)  # global brightness/contrast change
-    x = torch.stack([enc.preprocess(torch.from_numpy(f)[None])[0] for f in (frame, darker)])
+    changed = (frame * 0.5 + 40).astype(np.uint8)  # darker, flatter, brighter floor
+    x = torch.stack([enc.preprocess(torch.from_numpy(f)[None])[0] for f in (frame, changed)])
     d = enc(x)
     assert d.shape == (2, 32 * 64)
+    torch.testing.assert_close(d.norm(dim=1), torch.ones(2))
     assert torch.dot(d[0], d[1]) > 0.95
+
+
+def test_pixels_default_subtracts_the_local_mean_and_keeps_flat_frames_flat():
+    """A constant frame has no structure to describe; a pattern stays, its mean gone."""
+    from seqvpr_core.models.encoders.pixels import PixelsEncoder
+
+    enc = create_encoder("pixels")
+    assert (enc.normalise, enc.kernel, enc.dim) == ("local_mean", 3, 16 * 32)
+    flat = enc(torch.zeros(1, 3, 16, 32))
+    assert float(flat.abs().max()) == 0.0
+    x = torch.rand(1, 3, 16, 32)
+    gray = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    local = torch.nn.functional.avg_pool2d(gray, 3, 1, 1, count_include_pad=False)
+    expected = torch.nn.functional.normalize((gray - local).flatten(1), dim=1)
+    torch.testing.assert_close(enc(x), expected)
+    with pytest.raises(ValueError, match="unknown pixels normalise"):
+        PixelsEncoder(normalise="sobel")
+    with pytest.raises(ValueError, match="odd"):
+        PixelsEncoder(kernel=4)
+
+
+def test_area_resize_is_the_block_mean():
+    from seqvpr_core.models.base import Preprocess
+
+    frame = torch.randint(0, 256, (1, 32, 64, 3), dtype=torch.uint8)
+    out = Preprocess((16, 32), resize="area")(frame)
+    blocks = frame.permute(0, 3, 1, 2).float().unfold(2, 2, 2).unfold(3, 2, 2).mean((-1, -2))
+    torch.testing.assert_close(out, (blocks / 255 - 0.5) / 0.5)
 
 
 def test_folded_batch_norm_gives_the_same_features_and_follows_weight_changes():

@@ -48,12 +48,16 @@ def test_seqvpr_eval_writes_json_recall_pr_and_example_figures(tmp_path, nordlan
                "--reverse", "--sweep", "3,5", "--examples", "3"])
     assert rc == 0
     report = json.loads(out.read_text())
-    assert set(report["recall"]) == {"1", "5", "10", "20"}
-    for key in ("single_frame_recall", "seqslam_recall", "reversed_recall", "window_sweep"):
-        assert key in report
+    for rule in ("current", "seq2seq"):
+        assert set(report["recall"][rule]) == {"1", "5", "10", "20"}
+        for key in ("single_frame_recall", "seqslam_recall", "reversed_recall"):
+            assert set(report[key][rule]) == {"1", "5", "10", "20"}
+        assert set(report["window_sweep"]["3"][rule]) == {"1", "5", "10", "20"}
+        for run in ("sequence", "single_frame", "seqslam"):
+            assert 0.0 <= report["pr"][rule][run]["auc"] <= 1.0
     # seqgem is order-invariant: reversed windows retrieve exactly what forward ones do
     assert report["reversed_recall"] == report["forward_blocks_recall"]
-    assert 0.0 <= report["pr"]["sequence"]["auc"] <= 1.0
+    assert report["baselines"]["seqslam"]["parameters"]["velocities"]["source"]
     for key in ("extract_per_window", "extract_per_new_frame", "search_per_query"):
         assert report["timing_ms"][key] > 0
     assert report["memory_mb"]["peak_rss_mb"] > 0

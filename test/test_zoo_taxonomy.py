@@ -285,10 +285,10 @@ def test_eval_delta_baseline_is_the_delta_aggregator_on_the_same_features(tmp_pa
               "--examples", "0"]
     assert main(["eval", *common, "--model", "pixels+cat", "--delta",
                  "--json", str(tmp_path / "cat.json")]) == 0
-    assert "delta: R@1" in capsys.readouterr().out
+    assert "delta descriptors" in capsys.readouterr().out
     report = json.loads((tmp_path / "cat.json").read_text())
     assert report["delta_queries"] == report["queries"]
-    assert 0.0 <= report["pr"]["delta"]["auc"] <= 1.0
+    assert 0.0 <= report["pr"]["current"]["delta"]["auc"] <= 1.0
     assert main(["eval", *common, "--model", "pixels+delta", "--no-single-frame",
                  "--json", str(tmp_path / "delta.json")]) == 0
     assert json.loads((tmp_path / "delta.json").read_text())["recall"] == report["delta_recall"]

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .. import __version__
+from ..catalog import EVAL_BASELINES, GT_RULES
 from ..limits import DEGREES, METRES, NON_NEGATIVE_COUNT, WINDOW_LENGTH, Limit
 from ..outputs import PLOT, REPORT, OutputPlan
 from .common import UsageError, add_model_options, add_window_options, load_model_and_window
@@ -16,10 +17,14 @@ EXAMPLES = Limit(integer=True, low=0, high=100)
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="Recall@K of a model on two traversals",
                        description="Map the --db traversal, localize every --query window "
-                                   "and score it with the seq2seq ground truth; the same "
-                                   "encoder's single-frame recall is reported alongside, with "
-                                   "precision-recall, timing and memory. Writes the JSON report, "
-                                   "a recall@K plot, a PR plot and a figure of example matches.")
+                                   "and score it under both ground-truth rules: current (the "
+                                   "match's last frame within the tolerance/radius of the "
+                                   "query's last frame: where the robot is now) and seq2seq "
+                                   "(any frame of one within it of any frame of the other, "
+                                   "the seeds' rule). The same encoder's single-frame recall "
+                                   "is reported alongside, with precision-recall, timing and "
+                                   "memory. Writes the JSON report, a recall@K plot, a PR plot "
+                                   "and a figure of example matches.")
     p.add_argument("--db", help="folder of map (database) images")
     p.add_argument("--query", help="folder of query images")
     p.add_argument("--data", metavar="CONFIG",
@@ -43,13 +48,12 @@ def add_parser(sub) -> None:
                    help="also evaluate these test-time window lengths (variable-length models)")
     p.add_argument("--reverse", action="store_true",
                    help="also evaluate every query window in reversed frame order")
-    p.add_argument("--seqslam", action="store_true",
-                   help="add SeqSLAM-style sequence matching on the same frame features")
-    p.add_argument("--delta", action="store_true",
-                   help="add delta descriptors (Garg et al., RA-L 2020): the change of the "
-                        "same frame features over each window, learning-free")
+    for name, help_text in EVAL_BASELINES.items():
+        p.add_argument(f"--{name}", action="store_true", help=help_text)
     p.add_argument("--examples", type=EXAMPLES.parse, default=6, metavar="N",
                    help="example query windows in the matches figure (0: no figure)")
+    p.add_argument("--examples-rule", choices=GT_RULES, default="current",
+                   help="the rule that colours the example matches (default current)")
     add_model_options(p)
     add_window_options(p)
     p.set_defaults(run=run)
@@ -79,7 +83,7 @@ def _pairs(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..atomic import write_json
     from ..eval import GroundTruth
-    from ..eval.evaluate import evaluate_report
+    from ..eval.full_report import evaluate_report
 
     plan = OutputPlan()
     json_path = plan.claim(args.json, REPORT, "--json")
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         report, results = evaluate_report(
             model, db, query, window, gt, single_frame=not args.no_single_frame,
             batch_size=args.batch_size, window_sweep=args.sweep, reverse=args.reverse,
-            seqslam=args.seqslam, baselines=("delta",) if args.delta else ())
+            baselines=[name for name in EVAL_BASELINES if getattr(args, name)])
         report["pair"] = name
         reports.append(report)
         _figures(args, report, results, db, query, paths, name)
@@ -119,28 +123,49 @@ def _claim_figures(plan: OutputPlan, args, json_path: Path, i: int, n: int) -> d
     return paths
 
 
+RULE_STYLES = {"current": "-", "seq2seq": "--"}  # line style of each rule in the plots
+
+
+def _methods(report: dict) -> dict[str, str]:
+    """Report key of every method's recall -> its label, in printing order."""
+    methods = {"single_frame_recall": "single frame"}
+    for name, baseline in report.get("baselines", {}).items():
+        methods[f"{name}_recall"] = baseline["label"]
+    methods["recall"] = f"{report['model']} L={report['window']['max_len']}"
+    return {k: v for k, v in methods.items() if k in report}
+
+
 def _figures(args, report, results, db, query, paths: dict[str, Path], name: str) -> None:
     from ..eval.figures import plot_examples, plot_pr_curves
     from ..eval.report import plot_recall_curves
 
-    seq_label = f"{report['model']}, L={report['window']['max_len']}"
-    curves = {seq_label: report["recall"]}
-    for key, label in (("single_frame_recall", "single frame"),
-                       ("seqslam_recall", "SeqSLAM (same features)"),
-                       ("delta_recall", "delta descriptors (same features)")):
-        if key in report:
-            curves[label] = report[key]
-    plot_recall_curves(paths["recall"],
-                       {k: {int(K): v for K, v in c.items()} for k, c in curves.items()}, name)
-    labels = {"sequence": seq_label, "single_frame": "single frame", "seqslam": "SeqSLAM",
-              "delta": "delta descriptors"}
-    plot_pr_curves(paths["pr"], {labels[k]: v for k, v in report["pr"].items()},
-                   f"{name}: best match")
+    recalls, styles = {}, {}
+    for i, (key, label) in enumerate(_methods(report).items()):
+        for rule, recall in report[key].items():
+            recalls[f"{label} ({rule})"] = {int(k): v for k, v in recall.items()}
+            styles[f"{label} ({rule})"] = {"color": f"C{i}", "linestyle": RULE_STYLES[rule]}
+    plot_recall_curves(paths["recall"], recalls, f"{name} ({_criterion(report)})", styles)
+    runs = {"single_frame": "single frame",  # the order (and colours) of the recall plot
+            **{n: b["label"] for n, b in report.get("baselines", {}).items()},
+            "sequence": _methods(report)["recall"]}
+    plot_pr_curves(paths["pr"],
+                   {rule: {label: curves[k] for k, label in runs.items() if k in curves}
+                    for rule, curves in report["pr"].items()}, f"{name}: best match")
     if "examples" in paths:
         r = results["sequence"]
         plot_examples(paths["examples"], query, db, r.query_windows,
-                      r.db_windows, r.ranked_ids, r.positives, n=args.examples,
-                      title=f"{report['model']}: {name} (green = correct)")
+                      r.db_windows, r.ranked_ids, r.positives_by_rule, args.examples_rule,
+                      n=args.examples,
+                      title=f"{report['model']}: {name}; green = correct under the "
+                            f"{args.examples_rule} rule ({_criterion(report)})")
+
+
+def _criterion(report: dict) -> str:
+    gt = report["ground_truth"]
+    if "tolerance_frames" in gt:
+        return f"tolerance {gt['tolerance_frames']} frame(s)"
+    heading = f", heading {gt['max_heading_deg']} deg" if "max_heading_deg" in gt else ""
+    return f"radius {gt['radius_m']} m{heading}"
 
 
 def _pooled(reports: list[dict]) -> dict:
@@ -148,21 +173,44 @@ def _pooled(reports: list[dict]) -> dict:
     out = {"model": reports[0]["model"], "pairs": reports}
     for key in [k for k in reports[0] if k.endswith("recall")]:
         total = sum(r[key.replace("recall", "queries")] for r in reports)
-        out[key] = {k: sum(r[key][k] * r[key.replace("recall", "queries")] for r in reports)
-                    / total for k in reports[0][key]}
-    out["window"] = reports[0]["window"]
+        out[key] = {rule: {k: sum(r[key][rule][k] * r[key.replace("recall", "queries")]
+                                  for r in reports) / total for k in by_k}
+                    for rule, by_k in reports[0][key].items()}
+    for key in ("window", "ground_truth", "baselines"):
+        if key in reports[0]:
+            out[key] = reports[0][key]
     return out
 
 
 def format_recalls(report: dict) -> str:
-    lines = []
-    for key, label in (("single_frame_recall", "single frame"),
-                       ("seqslam_recall", "SeqSLAM"),
-                       ("delta_recall", "delta"),
-                       ("recall", f"sequence L={report['window']['max_len']}"),
-                       ("forward_blocks_recall", "forward blocks"),
-                       ("reversed_recall", "reversed blocks")):
-        if key in report:
-            values = "  ".join(f"R@{k} {v:.3f}" for k, v in report[key].items())
-            lines.append(f"{label:>16}: {values}")
+    """The printed table: one row per method, one column group per rule, and what
+    each rule accepts."""
+    gt = report["ground_truth"]
+    lines = [f"ground truth: {_criterion(report)}"]
+    for rule, facts in gt.get("rules", {}).items():
+        units = {"frames": "frame(s)", "m": "m"}
+        offset = ", ".join(f"{v} {units[k.removeprefix('max_last_frame_offset_')]}"
+                           for k, v in facts.items() if k.startswith("max_last_frame_offset"))
+        lines.append(f"  {rule:>8}: {facts['description']}; accepts a last frame up to "
+                     f"{offset} away")
+    methods = _methods(report)
+    methods.update({k: v for k, v in (("forward_blocks_recall", "forward blocks"),
+                                      ("reversed_recall", "reversed blocks")) if k in report})
+    rules = list(report["recall"])
+    ks = list(report["recall"][rules[0]])
+    width = max(len(label) for label in methods.values())
+    cell = 6
+    lines.append(" " * (width + 2) + "  ".join(f"{rule + ' rule':<{(cell + 1) * len(ks) - 1}}"
+                                              for rule in rules))
+    lines.append(" " * (width + 2) + "  ".join(" ".join(f"{'R@' + k:>{cell}}" for k in ks)
+                                              for _ in rules))
+    for key, label in methods.items():
+        cells = "  ".join(" ".join(f"{report[key][rule][k]:>{cell}.3f}" for k in ks)
+                          for rule in rules)
+        lines.append(f"{label:>{width}}  {cells}")
+    for baseline in report.get("baselines", {}).values():
+        if not baseline["parameters"]:
+            continue
+        values = ", ".join(f"{k} {v['value']}" for k, v in baseline["parameters"].items())
+        lines.append(f"{baseline['label']}: {values} (sources in the report)")
     return "\n".join(lines)

@@ -1,8 +1,8 @@
-"""Evaluation: seq2seq ground truth, Recall@K, reports and plots."""
+"""Evaluation: ground truth under two rules (seq2seq, current), Recall@K, reports, plots."""
 
 from .evaluate import EvalResult, encode_traversal, evaluate
-from .ground_truth import GroundTruth, window_positives
+from .ground_truth import RULES, GroundTruth, window_positives
 from .recall import RECALL_VALUES, recall_at_k
 
-__all__ = ["RECALL_VALUES", "EvalResult", "GroundTruth", "encode_traversal", "evaluate",
-           "recall_at_k", "window_positives"]
+__all__ = ["RECALL_VALUES", "RULES", "EvalResult", "GroundTruth", "encode_traversal",
+           "evaluate", "recall_at_k", "window_positives"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,25 +23,37 @@ from ..data.windows import sequence_bounds
 from ..maps import PlaceMap
 from ..models import SequenceModel
 from ..stream import FrameInfo, LocalizerConfig, StreamingLocalizer, WindowConfig, WindowResult
-from .ground_truth import GroundTruth, window_positives
+from .ground_truth import RULES, GroundTruth, window_positives
 from .recall import RECALL_VALUES, recall_at_k
 
 
 @dataclass
 class EvalResult:
+    """One evaluated run. Recall and positives exist under every ground-truth rule
+    (:data:`RULES`); ``recall`` and ``positives`` are those of ``gt.rule``."""
+
     model: str
     window: WindowConfig
-    recall: dict[int, float]
+    gt: GroundTruth
+    recalls: dict[str, dict[int, float]]  # rule -> {K: Recall@K}
     n_db_windows: int
     n_queries: int
     ranked_ids: np.ndarray  # int64 [Q, k]
-    positives: list[np.ndarray]
+    positives_by_rule: dict[str, list[np.ndarray]]
     query_windows: np.ndarray  # int [Q, 2] first/last frame index
     db_windows: np.ndarray
     timing_ms: dict[str, float] = field(default_factory=dict)
     top_scores: np.ndarray | None = None  # float [Q, k] match scores, best first
     query_descriptors: np.ndarray | None = None  # float32 [Q, D]
     place_map: PlaceMap | None = None  # the map built from the database windows
+
+    @property
+    def recall(self) -> dict[int, float]:
+        return self.recalls[self.gt.rule]
+
+    @property
+    def positives(self) -> list[np.ndarray]:
+        return self.positives_by_rule[self.gt.rule]
 
 
 def encode_traversal(model: SequenceModel, traversal: Traversal, batch_size: int = 32,
@@ -70,7 +82,8 @@ def evaluate(model: SequenceModel, db: tuple[torch.Tensor, list[FrameInfo]],
              db_headings: np.ndarray | None = None, query_headings: np.ndarray | None = None,
              db_sequences: np.ndarray | None = None,
              query_sequences: np.ndarray | None = None) -> EvalResult:
-    """Recall@K of ``model`` on pre-encoded (features, infos) of both traversals.
+    """Recall@K of ``model`` on pre-encoded (features, infos) of both traversals,
+    under every ground-truth rule (``gt`` gives the criterion and the main rule).
 
     ``query_window`` (default ``window``) windows the queries differently from the
     map, e.g. one window per block for the reversed-order test. ``*_headings``
@@ -92,12 +105,14 @@ def evaluate(model: SequenceModel, db: tuple[torch.Tensor, list[FrameInfo]],
                          f"of a traversal ({len(db[1])} map / {len(query[1])} query frames)")
     ranked, q_windows = ranked_ids(results, max(ks)), frame_spans(results)
     db_windows = frame_spans(db_results)
-    positives = window_positives(q_windows, db_windows, len(db[1]), gt,
-                                 query_positions, db_positions, query_headings, db_headings)
+    positives = {rule: window_positives(q_windows, db_windows, len(db[1]), gt.under(rule),
+                                        query_positions, db_positions, query_headings,
+                                        db_headings) for rule in RULES}
     return EvalResult(
-        model=model.name, window=window, recall=recall_at_k(ranked, positives, ks),
+        model=model.name, window=window, gt=gt,
+        recalls={rule: recall_at_k(ranked, p, ks) for rule, p in positives.items()},
         n_db_windows=len(db_results), n_queries=len(results), ranked_ids=ranked,
-        positives=positives, query_windows=q_windows, db_windows=db_windows,
+        positives_by_rule=positives, query_windows=q_windows, db_windows=db_windows,
         timing_ms={"map_ms_per_window": 1000 * (t1 - t0) / len(db_results),
                    "localize_ms_per_window": 1000 * (t2 - t1) / len(results)},
         top_scores=ranked_scores(results, max(ks)),
@@ -141,120 +156,3 @@ def frame_spans(results: Sequence[WindowResult]) -> np.ndarray:
     highest index, so a window streamed in reversed order covers the same frames."""
     return np.array([[min(f.index for f in r.frames), max(f.index for f in r.frames)]
                      for r in results], dtype=np.int64)
-
-
-def evaluate_report(model: SequenceModel, db: Traversal, query: Traversal,
-                    window: WindowConfig, gt: GroundTruth, single_frame: bool = True,
-                    ks: Sequence[int] = RECALL_VALUES, batch_size: int = 32,
-                    progress: bool = True, window_sweep: Sequence[int] = (),
-                    reverse: bool = False, seqslam: bool = False,
-                    baselines: Sequence[str] = ()) -> tuple[dict, dict[str, EvalResult]]:
-    """The report of ``seqvpr eval`` (JSON-ready) and the :class:`EvalResult` of
-    every run by name (for figures): sequence recall, and single-frame recall of the
-    same encoder on the same cached features as the reference.
-
-    Args:
-        window_sweep: also evaluate these test-time window lengths (variable-length
-            aggregators only; fixed-length models are trained for one length).
-        reverse: also stream every query window in reversed frame order.
-        seqslam: add SeqSLAM-style sequence matching on the same frame features.
-        baselines: learning-free aggregators (``delta``) to stream on the same cached
-            frame features and windows, reported as ``<name>_recall``.
-    """
-    from .metrics import aggregate_ms, peak_memory_mb, precision_recall, search_ms
-
-    others = {name: model.with_aggregator(name) for name in baselines}  # refused before encoding
-    db_enc, q_enc = (encode_traversal(model, t, batch_size, progress) for t in (db, query))
-    q_in = (*q_enc[:2], query.sequence_ids)  # (features, infos, sequence ids)
-    runs = {"sequence": (model, window, q_in, None)}
-    if single_frame:
-        runs["single_frame"] = (model.with_aggregator("none"), WindowConfig.fixed(1), q_in, None)
-    runs.update({name: (other, window, q_in, None) for name, other in others.items()})
-    if reverse:
-        blocks = WindowConfig.fixed(window.max_len, window.max_len)  # one window per block
-        runs["forward_blocks"] = (model, window, q_in, blocks)
-        runs["reversed"] = (model, window, _reversed_windows(q_in, window), blocks)
-    for length in window_sweep:
-        if model.variable_length and length != window.max_len:
-            runs[f"window_{length}"] = (model, WindowConfig.fixed(length, window.stride),
-                                        q_in, None)
-    encode_ms = (db_enc[2] * len(db) + q_enc[2] * len(query)) / (len(db) + len(query))
-    report: dict = {
-        "model": model.name,
-        "model_config": model.config,
-        "descriptor_dim": model.descriptor_dim,
-        "window": {"min_len": window.min_len, "max_len": window.max_len,
-                   "stride": window.stride},
-        "ground_truth": gt.describe(),
-        "db": _describe(db),
-        "query": _describe(query),
-        "timing_ms": {"encode_per_frame": encode_ms},
-        "pr": {},
-    }
-    results: dict[str, EvalResult] = {}
-    for key, (m, w, (q_feats, q_infos, q_seqs), q_w) in runs.items():
-        r = evaluate(m, db_enc[:2], (q_feats, q_infos), w, gt, ks, db.positions,
-                     query.positions, q_w, db_headings=db.headings,
-                     query_headings=query.headings, db_sequences=db.sequence_ids,
-                     query_sequences=q_seqs)
-        results[key] = r
-        prefix = "" if key == "sequence" else f"{key}_"
-        report[f"{prefix}recall"] = {str(k): v for k, v in r.recall.items()}
-        report[f"{prefix}queries"] = r.n_queries
-        if key in ("sequence", "single_frame", *others):
-            report["timing_ms"].update({f"{prefix}{k}": v for k, v in r.timing_ms.items()})
-            report["pr"][key] = precision_recall(r.top_scores[:, 0], r.ranked_ids[:, 0],
-                                                 r.positives)
-    if window_sweep:
-        report["window_sweep"] = {str(w.max_len): report[f"{k}_recall"]
-                                  for k, (_, w, _, _) in runs.items() if k.startswith("window_")}
-        report["window_sweep"][str(window.max_len)] = report["recall"]
-    seq = results["sequence"]
-    agg = aggregate_ms(model, db_enc[0], window.max_len)
-    report["timing_ms"].update({
-        "aggregate_per_window": agg,
-        "extract_per_window": window.max_len * encode_ms + agg,  # a window from scratch
-        "extract_per_new_frame": encode_ms + agg,  # streaming: one new frame, re-aggregate
-        "search_per_query": search_ms(seq.place_map, seq.query_descriptors, max(ks)),
-    })
-    if seqslam:
-        from .seqslam import seqslam_rank
-
-        ranked, scores = seqslam_rank(q_enc[0], db_enc[0], seq.query_windows, seq.db_windows,
-                                      max(ks))
-        report["seqslam_recall"] = {str(k): v for k, v in
-                                    recall_at_k(ranked, seq.positives, ks).items()}
-        report["pr"]["seqslam"] = precision_recall(scores[:, 0], ranked[:, 0], seq.positives)
-    report["memory_mb"] = peak_memory_mb(model.device)
-    return report, results
-
-
-def _describe(t: Traversal) -> dict:
-    out: dict = {"name": t.name, "frames": len(t)}
-    if t.sequence_ids is not None:
-        out["sequences"] = len(sequence_bounds(len(t), t.sequence_ids))
-    return out
-
-
-def _reversed_windows(encoded: tuple[torch.Tensor, list[FrameInfo], np.ndarray | None],
-                      window: WindowConfig
-                      ) -> tuple[torch.Tensor, list[FrameInfo], np.ndarray | None]:
-    """Query frames re-ordered so every full window is streamed newest-first.
-
-    Blocks of ``max_len`` frames (cut in every sequence separately) are each
-    reversed, and windows with stride = ``max_len`` are taken on them, so each
-    evaluated window holds the same frames as a forward window, in the opposite
-    order. Stamps keep running forward, as for a robot driving the route backwards
-    (the stream restarts its windows when time goes back).
-    """
-    feats, infos, sequences = encoded
-    blocks = []
-    for start, stop in sequence_bounds(len(infos), sequences):
-        n = (stop - start) - (stop - start) % window.max_len
-        blocks.append(start + np.arange(n).reshape(-1, window.max_len)[:, ::-1].reshape(-1))
-    order = np.concatenate(blocks or [np.zeros(0, dtype=np.int64)]).astype(np.int64)
-    forward = np.sort(order)
-    return (feats[torch.from_numpy(order.copy())],
-            [replace(infos[i], stamp_ns=infos[j].stamp_ns) for i, j in zip(order, forward,
-                                                                        strict=True)],
-            None if sequences is None else np.asarray(sequences)[order])

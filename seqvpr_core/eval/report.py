@@ -1,4 +1,4 @@
-"""JSON report and recall@K plot of an evaluation."""
+"""The recall@K plot of an evaluation (the JSON report is :mod:`.full_report`)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_recall_curves(path: str | os.PathLike, curves: dict[str, dict[int, float]],
-                       title: str) -> None:
-    """One recall@K line per labelled result, K on a log axis."""
+                       title: str, styles: dict[str, dict] | None = None) -> None:
+    """One recall@K line per labelled result, K on a log axis; ``styles`` gives
+    matplotlib line options per label (e.g. one colour per method, one dash per rule)."""
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
     for label, recall in curves.items():
         ks = sorted(recall)
-        ax.plot(ks, [recall[k] for k in ks], marker="o", label=label)
+        style = {"marker": "o", **(styles or {}).get(label, {})}
+        ax.plot(ks, [recall[k] for k in ks], label=label, **style)
     ax.set_xscale("log")
     ks = sorted({k for r in curves.values() for k in r})
     ax.set_xticks(ks, [str(k) for k in ks])

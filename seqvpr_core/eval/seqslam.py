@@ -1,11 +1,14 @@
 """SeqSLAM-style sequence matching: a learning-free baseline over frame similarities.
 
-Milford & Wyeth, ICRA 2012. From the frame distance matrix D (1 - cosine of
-frame descriptors, queries x map), local contrast enhancement normalises each
-entry against the map frames around it (so a generally bland query does not
-match everything), then every (query window, map window) pair is scored by the
-best straight-line trajectory through D: the mean enhanced distance along
-``map = end - round(v * t)`` for velocities v in ``velocities``. Unlike a
+Milford & Wyeth, "SeqSLAM: Visual route-based navigation for sunny summer days
+and stormy winter nights", ICRA 2012; parameter values as in OpenSeqSLAM
+(Suenderhauf, Neubert & Protzel 2013, ``defaultParameters.m``) unless
+:data:`SEQSLAM_PARAMETERS` says otherwise. From the frame distance matrix D
+(1 - cosine of the frame descriptors, queries x map), contrast enhancement
+normalises each entry against the map frames around it (so a generally bland
+query does not match everything), then every (query window, map window) pair
+is scored by the best straight-line trajectory through D: the mean enhanced
+distance along ``map = end - round(v * t)`` for the velocities v. Unlike a
 descriptor, this needs the whole distance matrix; it is the classic reference
 the learned sequence descriptors are measured against.
 """
@@ -15,9 +18,32 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+OPENSEQSLAM = ("OpenSeqSLAM defaultParameters.m (Suenderhauf et al. 2013), after Milford & "
+               "Wyeth 2012")
+# Every default, its value and where it comes from (reported by `seqvpr eval --seqslam`).
+SEQSLAM_PARAMETERS: dict[str, dict] = {
+    "sequence_length": {"value": "the eval window L",
+                        "source": f"{OPENSEQSLAM}: matching.ds = 10, our default window"},
+    "velocities": {"value": [0.8, 0.9, 1.0, 1.1, 1.2],
+                   "source": f"{OPENSEQSLAM}: matching.vmin 0.8, vskip 0.1, vmax 1.2"},
+    "contrast_radius": {"value": None,
+                        "source": "chosen on Nordland frames 1-1600 (benchmarks/"
+                                  "seqslam_defaults.py): None = standardise each query's "
+                                  "distances over the whole map; OpenSeqSLAM's "
+                                  "contrastEnhancement.R = 10 is radius 5"},
+    "frame_distance": {"value": "1 - cosine of the model's L2-normalised frame features",
+                       "source": "ours (OpenSeqSLAM: sum of absolute differences of "
+                                 "patch-normalised pixels)"},
+}
+VELOCITIES = tuple(SEQSLAM_PARAMETERS["velocities"]["value"])
+CONTRAST_RADIUS: int | None = SEQSLAM_PARAMETERS["contrast_radius"]["value"]
 
-def enhance_contrast(d: np.ndarray, radius: int = 10) -> np.ndarray:
-    """(D - local mean) / local std over a window of 2*radius+1 map frames, per query."""
+
+def enhance_contrast(d: np.ndarray, radius: int | None = CONTRAST_RADIUS) -> np.ndarray:
+    """(D - local mean) / local std over a window of 2*radius+1 map frames, per query;
+    ``radius=None``: over all map frames."""
+    if radius is None:
+        return (d - d.mean(1, keepdims=True)) / (d.std(1, keepdims=True) + 1e-6)
     n = d.shape[1]
     csum = np.concatenate([np.zeros((d.shape[0], 1)), np.cumsum(d, 1)], 1)
     csq = np.concatenate([np.zeros((d.shape[0], 1)), np.cumsum(d * d, 1)], 1)
@@ -30,9 +56,8 @@ def enhance_contrast(d: np.ndarray, radius: int = 10) -> np.ndarray:
 
 
 def seqslam_rank(q_feats: torch.Tensor, db_feats: torch.Tensor, q_windows: np.ndarray,
-                 db_windows: np.ndarray, k: int,
-                 velocities: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.2),
-                 radius: int = 10) -> tuple[np.ndarray, np.ndarray]:
+                 db_windows: np.ndarray, k: int, velocities: tuple[float, ...] = VELOCITIES,
+                 radius: int | None = CONTRAST_RADIUS) -> tuple[np.ndarray, np.ndarray]:
     """Rank map windows for every query window by SeqSLAM trajectory score.
 
     Args:

@@ -27,6 +27,7 @@ STATE_FIELDS: dict[str, Any] = {
     "format": str, "version": int, "config": dict, "net": dict, "optimizer": dict,
     "scheduler": (dict, type(None)), "scaler": dict, "epoch": int, "step": int,
     "best": float, "bad_epochs": int, "history": list, "torch_rng": torch.Tensor}
+OPTIONAL_STATE_FIELDS: dict[str, Any] = {"best_epoch": int}  # absent in older states
 
 
 def atomic_torch_save(payload: dict[str, Any], path: Path, kind: OutputKind) -> None:
@@ -46,17 +47,19 @@ def load_state(path: Path) -> dict[str, Any]:
     if state.get("version") != TRAIN_VERSION:
         raise InputError(f"{path} has training-state version {state.get('version')}, this "
                          f"seqvpr reads {TRAIN_VERSION}")
-    fields(state, str(path), STATE_FIELDS)
+    fields(state, str(path), STATE_FIELDS, OPTIONAL_STATE_FIELDS)
     return state
 
 
-def write_history(out: Path, history: list[dict[str, Any]], title: str) -> None:
+def write_history(out: Path, history: list[dict[str, Any]], title: str,
+                  best_epoch: int | None = None) -> None:
     """history.json and the training-curve plot (loss and validation recall per epoch)."""
     write_json(out / HISTORY_FILE, history, HISTORY)
-    plot_curve(out / CURVE, history, title)
+    plot_curve(out / CURVE, history, title, best_epoch)
 
 
-def plot_curve(path: Path, history: list[dict[str, Any]], title: str) -> None:
+def plot_curve(path: Path, history: list[dict[str, Any]], title: str,
+               best_epoch: int | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,6 +70,9 @@ def plot_curve(path: Path, history: list[dict[str, Any]], title: str) -> None:
     for k in ("1", "5"):
         ax.plot(epochs, [h["val_recall"][k] for h in history], marker="o",
                 label=f"validation R@{k}")
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="tab:green", linestyle=":",
+                   label=f"best.pt (epoch {best_epoch})")
     ax.set_xlabel("epoch (0 = untrained)")
     ax.set_ylabel("Recall@K")
     ax.set_ylim(0, 1)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..catalog import GT_RULES
 from ..inputs import InputError, expect, read_config_file, type_name
 from ..limits import (
     BATCH,
@@ -58,6 +59,11 @@ class GroundTruthSpec:
     eval_tolerance: int | None = None
     eval_radius: float | None = None
     max_heading_deg: float | None = None  # nuScenes: positives also within this heading
+    # which frames the criterion compares (seqvpr_core.eval.RULES): "current" = the
+    # windows' last frames, what a robot localising now needs; "seq2seq" = any frame
+    # of one near any frame of the other (the seeds). Overlapping windows are never
+    # negatives under either rule.
+    rule: str = "seq2seq"
 
 
 @dataclass
@@ -87,6 +93,23 @@ class JistConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Photometric and geometric augmentation of training frames, as CosPlace (and the
+    JIST image branch built on it) trains: colour jitter and a random resized crop.
+    With a frozen encoder, ``copies`` augmented versions of every training frame are
+    encoded once into the feature cache and training windows draw one per frame; with
+    an encoder that trains, any ``copies`` > 0 augments the frames as they are read."""
+
+    copies: int = 0  # 0: no augmentation
+    brightness: float = 0.7  # CosPlace defaults (gmberton/CosPlace parser.py)
+    contrast: float = 0.7
+    saturation: float = 0.7
+    hue: float = 0.5
+    crop_scale: float = 0.5  # the crop keeps a random (1 - crop_scale .. 1) of the area
+    keep_clean: float = 0.25  # share of training frames left unaugmented
+
+
+@dataclass
 class OptimConfig:
     epochs: int = 20
     batch_size: int = 4  # queries per step
@@ -96,7 +119,8 @@ class OptimConfig:
     scheduler: str = "none"  # none | step | cosine
     step_size: int = 10
     gamma: float = 0.5
-    patience: int = 3  # epochs without a better validation Recall@5
+    patience: int = 3  # epochs without a better validation Recall@monitor
+    monitor: int = 5  # K of the validation Recall@K that picks best.pt and stops early
     amp: bool = True  # CUDA only
     grad_clip: float = 0.0
 
@@ -111,7 +135,9 @@ class TrainConfig:
     mining: MiningConfig = field(default_factory=MiningConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     jist: JistConfig = field(default_factory=JistConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     frozen_encoder: bool = False  # cache frame features once; train the aggregator only
+    head_init: str = "random"  # random | identity (start as no head) | pca (training frames)
     feature_cache: str | None = None  # default: <output>/features
     seed: int = 0
     device: str = "auto"
@@ -146,8 +172,13 @@ _LIMITS: dict[str, Limit] = {
     "jist.lr": POSITIVE,
     "seed": NON_NEGATIVE_COUNT, "threads": Limit(integer=True, low=0, high=MAX_THREADS),
     "batch_size_encode": BATCH, "val_windows_stride": STRIDE,
+    "augment.copies": NON_NEGATIVE_COUNT, "augment.brightness": NON_NEGATIVE,
+    "augment.contrast": NON_NEGATIVE, "augment.saturation": NON_NEGATIVE,
+    "augment.hue": Limit(low=0, high=0.5), "augment.crop_scale": Limit(low=0, high=1),
+    "augment.keep_clean": Limit(low=0, high=1),
 }
-_CHOICES = {"optim.scheduler": ("none", "step", "cosine"), "device": ("auto", "cpu", "cuda")}
+_CHOICES = {"optim.scheduler": ("none", "step", "cosine"), "device": ("auto", "cpu", "cuda"),
+            "ground_truth.rule": GT_RULES, "head_init": ("random", "identity", "pca")}
 
 
 def _build(cls, values: Any, where: str, path: str = ""):
@@ -193,7 +224,8 @@ def _check_type(value: Any, hint: Any, where: str) -> None:
 
 _NESTED = {(TrainConfig, "data"): DataConfig, (TrainConfig, "window"): WindowSpec,
            (TrainConfig, "ground_truth"): GroundTruthSpec, (TrainConfig, "mining"): MiningConfig,
-           (TrainConfig, "optim"): OptimConfig, (TrainConfig, "jist"): JistConfig}
+           (TrainConfig, "optim"): OptimConfig, (TrainConfig, "jist"): JistConfig,
+           (TrainConfig, "augment"): AugmentConfig}
 
 
 def config_from_dict(values: dict[str, Any], base_dir: str | os.PathLike = ".",
@@ -227,6 +259,11 @@ def config_from_dict(values: dict[str, Any], base_dir: str | os.PathLike = ".",
     if cfg.mining.pool < cfg.mining.negatives:
         raise InputError(f"{where}mining needs negatives <= pool, got {cfg.mining.negatives} "
                          f"> {cfg.mining.pool}")
+    from ..eval import RECALL_VALUES
+
+    if cfg.optim.monitor not in RECALL_VALUES:
+        raise InputError(f"{where}optim.monitor must be one of {list(RECALL_VALUES)} (the K "
+                         f"of a validation Recall@K), got {cfg.optim.monitor!r}")
     return cfg
 
 

@@ -1,5 +1,9 @@
 """The one training loop: triplet loss with cached hard-negative mining, optional
-JIST image branch, validation Recall@5 with early stopping, exact resume, DDP.
+JIST image branch, validation Recall@K with early stopping, exact resume, DDP.
+
+The untrained start is validated as epoch 0 and competes for ``best.pt``: a run
+whose training never beats it on the held-out stretch says so (best epoch 0)
+instead of shipping a worse model.
 
 Driven entirely by :class:`TrainConfig`; ``seqvpr train`` is a thin wrapper.
 """
@@ -31,6 +35,7 @@ from .losses import CosFace, triplet_loss
 from .mining import MinedCache, Query
 from .samples import PairWindows, WindowInputs, build_pair_windows
 from .validate import validate
+from .warm_start import init_aggregator, init_head
 
 LOG = logging.getLogger(__name__)
 
@@ -55,8 +60,10 @@ class _Net(nn.Module):
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False,
-                 after_epoch: Callable[[int], None] | None = None) -> None:
-        self.cfg, self.after_epoch = cfg, after_epoch
+                 after_epoch: Callable[[int], None] | None = None,
+                 echo: Callable[[str], None] | None = None) -> None:
+        """``echo`` receives one line per validated epoch (the CLI prints them)."""
+        self.cfg, self.after_epoch, self.echo = cfg, after_epoch, echo
         self.info = dist.setup(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -84,7 +91,8 @@ class Trainer:
             if name not in splits:
                 raise ValueError(f"dataset has no split {name!r}; it has {sorted(splits)}")
         self.train_pairs, self.val_pairs = splits[cfg.data.train_split], splits[cfg.data.val_split]
-        self.features = self._features() if cfg.frozen_encoder else None
+        self.features, self.augmented = self._features() if cfg.frozen_encoder \
+            else (None, None)
         self.data: list[PairWindows] = [build_pair_windows(p, cfg.window, cfg.ground_truth)
                                         for p in self.train_pairs]
         self.queries: list[Query] = [(p, q) for p, pw in enumerate(self.data)
@@ -92,9 +100,12 @@ class Trainer:
         if not self.queries:
             raise ValueError("no training query window has a positive; check the ground truth")
         self.inputs = [WindowInputs(self.model, None if self.features is None
-                                    else self.features[i], p)
+                                    else self.features[i], p, cfg.augment,
+                                    None if self.augmented is None else self.augmented[i])
                        for i, p in enumerate(self.train_pairs)]
-        self._init_aggregator()
+        first = None if self.features is None else self.features[0]
+        init_head(self.model, cfg.head_init, self.train_pairs[0], first, cfg.seed)
+        init_aggregator(self.model, self.train_pairs[0], first, cfg.seed, self.info.device)
         self.groups: list[ImageGroup] = build_groups(self.train_pairs, cfg.jist) \
             if cfg.jist.enabled else []
         classifiers = nn.ModuleList(CosFace(self.model.frame_dim, g.classes, cfg.jist.scale,
@@ -110,18 +121,31 @@ class Trainer:
         self.amp = cfg.optim.amp and self.info.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.epoch, self.best, self.bad_epochs, self.step = 0, -1.0, 0, 0
+        self.best_epoch = 0
         self.history: list[dict[str, Any]] = []
         self.jist_losses: list[tuple[float, float]] = []  # (triplet, CosFace) per step
         if state is not None:
             self._load(state)
 
     # -- setup -------------------------------------------------------------------------
-    def _features(self) -> list[dict[str, np.ndarray]]:
-        """Rank 0 encodes every traversal once; the others wait, then map the files."""
-        def build(make: bool) -> list[dict[str, np.ndarray]]:
-            return [{side: cached_features(self.model, getattr(p, side), self.cfg.cache_dir,
-                                           self.cfg.batch_size_encode, self.info.main, make)
-                     for side in ("db", "query")} for p in self.train_pairs + self.val_pairs]
+    def _features(self) -> tuple[list[dict[str, np.ndarray]],
+                                 list[dict[str, list[np.ndarray]]]]:
+        """Rank 0 encodes every traversal once (and ``augment.copies`` augmented
+        versions of the training ones); the others wait, then map the files.
+        Returns (clean features of train + val pairs, augmented copies of train pairs)."""
+        cfg = self.cfg
+
+        def cache(t, make: bool, augment=None) -> np.ndarray:
+            return cached_features(self.model, t, cfg.cache_dir, cfg.batch_size_encode,
+                                   self.info.main, make, augment)
+
+        def build(make: bool):
+            clean = [{side: cache(getattr(p, side), make) for side in ("db", "query")}
+                     for p in self.train_pairs + self.val_pairs]
+            augmented = [{side: [cache(getattr(p, side), make, (cfg.augment, c, cfg.seed))
+                                 for c in range(cfg.augment.copies)]
+                          for side in ("db", "query")} for p in self.train_pairs]
+            return clean, augmented
         if self.info.main:
             feats = build(True)
         dist.barrier(self.info)
@@ -131,24 +155,6 @@ class Trainer:
 
     def _val_features(self, i: int) -> dict[str, np.ndarray] | None:
         return None if self.features is None else self.features[len(self.train_pairs) + i]
-
-    def _init_aggregator(self) -> None:
-        """SeqVLAD/NetVLAD centres from k-means on training frame features (seeded, so
-        every rank and every resumed run starts from the same centres)."""
-        init = getattr(self.model.aggregator, "init_from_features", None)
-        if init is None:
-            return
-        rng = np.random.default_rng([self.cfg.seed, 7])
-        t = self.train_pairs[0].db
-        ids = np.sort(rng.choice(len(t), size=min(len(t), 500), replace=False))
-        if self.features is not None:
-            with torch.no_grad():
-                sample = self.model.apply_head(torch.from_numpy(
-                    np.array(self.features[0]["db"][ids])))
-        else:
-            from ..data.images import read_image
-            sample = self.model.encode_frames([read_image(t.paths[i]) for i in ids])
-        init(sample, seed=self.cfg.seed)
 
     def _param_groups(self) -> list[dict[str, Any]]:
         o = self.cfg.optim
@@ -183,7 +189,8 @@ class Trainer:
                 "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "epoch": self.epoch, "step": self.step,
-                "best": self.best, "bad_epochs": self.bad_epochs, "history": self.history,
+                "best": self.best, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs, "history": self.history,
                 "torch_rng": torch.get_rng_state()}
 
     def _load(self, s: dict[str, Any]) -> None:
@@ -199,17 +206,22 @@ class Trainer:
                              f"({first}); resume with the config it started with") from None
         self.epoch, self.step, self.best = s["epoch"], s["step"], s["best"]
         self.bad_epochs, self.history = s["bad_epochs"], list(s["history"])
+        self.best_epoch = s.get("best_epoch", 0)
         torch.set_rng_state(s["torch_rng"])
-        LOG.info("resumed after epoch %d (best R@5 %.3f)", self.epoch, self.best)
+        LOG.info("resumed after epoch %d (best R@%d %.3f, epoch %d)", self.epoch,
+                 self.cfg.optim.monitor, self.best, self.best_epoch)
 
     # -- loop ------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         cfg, t0 = self.cfg, time.perf_counter()
+        monitor = str(cfg.optim.monitor)
         if not self.history:  # epoch 0: the untrained model, the baseline of the curve
             if self.info.main:
                 self.model.save(self.out / ckpt.INIT)
             self.history.append({"epoch": 0, "loss": None, "val_recall": self._validate(),
                                  "seconds": 0.0})
+            self._keep_if_best(self.history[-1]["val_recall"][monitor])
+            self._echo(self.history[-1])
         while self.epoch < cfg.optim.epochs and self.bad_epochs < cfg.optim.patience:
             t_epoch = time.perf_counter()
             loss = self._train_epoch()
@@ -217,30 +229,48 @@ class Trainer:
             if self.scheduler is not None:
                 self.scheduler.step()
             recall = self._validate()
-            r5 = recall["5"]
-            if r5 > self.best:
-                self.best, self.bad_epochs = r5, 0
-                if self.info.main:
-                    self.model.save(self.out / ckpt.BEST)
-            else:
+            if not self._keep_if_best(recall[monitor]):
                 self.bad_epochs += 1
             self.history.append({"epoch": self.epoch, "loss": loss, "val_recall": recall,
                                  "seconds": time.perf_counter() - t_epoch})
             if self.info.main:
                 ckpt.atomic_torch_save(self._state(), self.out / ckpt.LAST, TRAIN_STATE)
                 ckpt.write_history(self.out, self.history, f"{self.model.name}: "
-                                   f"{cfg.data.reader} validation")
-            LOG.info("epoch %d: loss %.4f, val R@1 %.3f R@5 %.3f", self.epoch, loss,
-                     recall["1"], r5)
+                                   f"{cfg.data.reader} validation ({cfg.ground_truth.rule} "
+                                   f"rule)", self.best_epoch)
+            self._echo(self.history[-1])
             dist.barrier(self.info)
             if self.after_epoch is not None:
                 self.after_epoch(self.epoch)
-        summary = {"epochs": self.epoch, "best_val_recall@5": self.best,
+        summary = {"epochs": self.epoch, "best_epoch": self.best_epoch,
+                   f"best_val_recall@{monitor}": self.best,
+                   "best_val_recall": self.history[self.best_epoch]["val_recall"],
+                   "validation_rule": cfg.ground_truth.rule,
                    "stopped_early": self.bad_epochs >= cfg.optim.patience,
                    "seconds": time.perf_counter() - t0, "world_size": self.info.world,
                    "history": self.history, "best_model": str(self.out / ckpt.BEST)}
         dist.teardown(self.info)
         return summary
+
+    def _keep_if_best(self, value: float) -> bool:
+        """Save ``best.pt`` when the monitored validation recall improves."""
+        if value <= self.best:
+            return False
+        self.best, self.best_epoch, self.bad_epochs = value, self.epoch, 0
+        if self.info.main:
+            self.model.save(self.out / ckpt.BEST)
+        return True
+
+    def _echo(self, entry: dict[str, Any]) -> None:
+        """One line per validated epoch: loss, validation recall, whether it is the best."""
+        recall = "  ".join(f"R@{k} {v:.3f}" for k, v in entry["val_recall"].items())
+        loss = "untrained" if entry["loss"] is None else f"loss {entry['loss']:.4f}"
+        best = "  best so far" if entry["epoch"] == self.best_epoch else ""
+        line = (f"epoch {entry['epoch']:>3} ({loss}, {entry['seconds']:.0f} s): validation "
+                f"({self.cfg.ground_truth.rule} rule) {recall}{best}")
+        LOG.info(line)
+        if self.echo is not None and self.info.main:
+            self.echo(line)
 
     def _validate(self) -> dict[str, float]:
         recall = None
@@ -283,11 +313,13 @@ class Trainer:
     def _train_step(self, batch: list[Query], cache: MinedCache) -> float:
         cfg, dev = self.cfg, self.info.device
         parts = []
+        rng = np.random.default_rng([self.cfg.seed, self.step, self.info.rank, 2])  # augment
         for p, q in batch:
             pos, negs = cache.select((p, q))
             pw = self.data[p]
-            parts += [self.inputs[p]("query", pw.q_windows[[q]], dev),
-                      self.inputs[p]("db", pw.db_windows[np.concatenate([[pos], negs])], dev)]
+            parts += [self.inputs[p]("query", pw.q_windows[[q]], dev, rng),
+                      self.inputs[p]("db", pw.db_windows[np.concatenate([[pos], negs])], dev,
+                                     rng)]
         x = torch.cat(parts)
         images = labels = None
         group = 0
@@ -337,9 +369,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Run (or resume) the training described by ``cfg``; returns a summary."""
-    return Trainer(cfg, resume).fit()
+def train(cfg: TrainConfig, resume: bool = False,
+          echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) the training described by ``cfg``; returns a summary.
+    ``echo`` receives one line per validated epoch."""
+    return Trainer(cfg, resume, echo=echo).fit()
 
 
 __all__ = ["Trainer", "train"]
