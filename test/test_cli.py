@@ -93,8 +93,17 @@ def test_demo_runs_on_the_bundled_sample(tmp_path, capsys):
         torch.set_num_threads(threads)  # the demo streams single-threaded
     out = capsys.readouterr().out
     assert "single frame" in out and "sequence" in out
+    assert "current R@1" in out and "seq2seq R@1" in out  # the printout names each rule
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
-    assert report["recall"]["1"] > 0.9 > report["single_frame_recall"]["1"]
+    for rule in ("current", "seq2seq"):
+        assert report["recall"][rule]["1"] > 0.9 > report["single_frame_recall"][rule]["1"]
+    assert report["ground_truth"]["rules"]["seq2seq"]["max_last_frame_offset_frames"] > 1
+    assert report["ground_truth"]["rules"]["current"]["max_last_frame_offset_frames"] == 1
+    with open(tmp_path / "demo" / "matches.csv") as f:
+        rows = list(csv.DictReader(f))
+    current = sum(int(r["correct_current"]) for r in rows) / len(rows)
+    assert current == pytest.approx(report["recall"]["current"]["1"])
+    assert all(r["correct_seq2seq"] >= r["correct_current"] for r in rows)
     assert (tmp_path / "demo" / "recall.png").is_file()
     assert (tmp_path / "demo" / "map" / "manifest.json").is_file()
 

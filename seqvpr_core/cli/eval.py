@@ -123,9 +123,6 @@ def _claim_figures(plan: OutputPlan, args, json_path: Path, i: int, n: int) -> d
     return paths
 
 
-RULE_STYLES = {"current": "-", "seq2seq": "--"}  # line style of each rule in the plots
-
-
 def _methods(report: dict) -> dict[str, str]:
     """Report key of every method's recall -> its label, in printing order."""
     methods = {"single_frame_recall": "single frame"}
@@ -139,12 +136,9 @@ def _figures(args, report, results, db, query, paths: dict[str, Path], name: str
     from ..eval.figures import plot_examples, plot_pr_curves
     from ..eval.report import plot_recall_curves
 
-    recalls, styles = {}, {}
-    for i, (key, label) in enumerate(_methods(report).items()):
-        for rule, recall in report[key].items():
-            recalls[f"{label} ({rule})"] = {int(k): v for k, v in recall.items()}
-            styles[f"{label} ({rule})"] = {"color": f"C{i}", "linestyle": RULE_STYLES[rule]}
-    plot_recall_curves(paths["recall"], recalls, f"{name} ({_criterion(report)})", styles)
+    plot_recall_curves(paths["recall"],
+                       {label: report[key] for key, label in _methods(report).items()},
+                       f"{name} ({_criterion(report)})")
     runs = {"single_frame": "single frame",  # the order (and colours) of the recall plot
             **{n: b["label"] for n, b in report.get("baselines", {}).items()},
             "sequence": _methods(report)["recall"]}

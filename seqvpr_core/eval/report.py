@@ -11,15 +11,24 @@ from ..atomic import save_figure
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+RULE_STYLES = {"current": "-", "seq2seq": "--"}  # line style of each rule in the plots
 
-def plot_recall_curves(path: str | os.PathLike, curves: dict[str, dict[int, float]],
-                       title: str, styles: dict[str, dict] | None = None) -> None:
-    """One recall@K line per labelled result, K on a log axis; ``styles`` gives
-    matplotlib line options per label (e.g. one colour per method, one dash per rule)."""
+
+def plot_recall_curves(path: str | os.PathLike,
+                       methods: dict[str, dict[str, dict[int | str, float]]],
+                       title: str) -> None:
+    """One recall@K line per method and ground-truth rule (``{label: {rule: {K: v}}}``,
+    K as int or as the JSON report's string): a colour per method, a dash per rule,
+    K on a log axis."""
+    curves, styles = {}, {}
+    for i, (label, by_rule) in enumerate(methods.items()):
+        for rule, recall in by_rule.items():
+            curves[f"{label} ({rule})"] = {int(k): v for k, v in recall.items()}
+            styles[f"{label} ({rule})"] = {"color": f"C{i}", "linestyle": RULE_STYLES[rule]}
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
     for label, recall in curves.items():
         ks = sorted(recall)
-        style = {"marker": "o", **(styles or {}).get(label, {})}
+        style = {"marker": "o", **styles[label]}
         ax.plot(ks, [recall[k] for k in ks], label=label, **style)
     ax.set_xscale("log")
     ks = sorted({k for r in curves.values() for k in r})
