@@ -29,15 +29,20 @@ class InputError(ValueError):
     """A file or value seqvpr cannot use; the message names which and why."""
 
 
-def regular_file(path: str | os.PathLike, what: str) -> Path:
-    """``path`` if it is a readable regular file (symbolic links followed)."""
-    path = Path(path)
+def _stat(path: Path, what: str, verb: str) -> os.stat_result:
+    """``path.stat()`` (symbolic links followed), its failures named for the user."""
     try:
-        st = path.stat()
+        return path.stat()
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} {path} does not exist") from None
     except OSError as exc:
-        raise InputError(f"cannot read {what} {path}: {describe_os_error(exc)}") from None
+        raise InputError(f"cannot {verb} {what} {path}: {describe_os_error(exc)}") from None
+
+
+def regular_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` if it is a readable regular file (symbolic links followed)."""
+    path = Path(path)
+    st = _stat(path, what, "read")
     if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{what} {path} is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
@@ -50,12 +55,7 @@ def regular_file(path: str | os.PathLike, what: str) -> Path:
 def directory(path: str | os.PathLike, what: str) -> Path:
     """``path`` if it is a directory that can be listed."""
     path = Path(path)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise InputError(f"cannot open {what} {path}: {describe_os_error(exc)}") from None
+    st = _stat(path, what, "open")
     if not stat.S_ISDIR(st.st_mode):
         raise InputError(f"{what} {path} is {file_kind(st.st_mode)}, not a directory")
     if not os.access(path, os.R_OK | os.X_OK):
