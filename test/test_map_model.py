@@ -121,6 +121,36 @@ def test_old_maps_without_a_model_file_load_as_before(checkpoint_map, folders, t
                  "--images", str(folders[1]), "--out", str(tmp_path / "fc.csv")]) == 0
 
 
+def test_an_old_pixels_map_keeps_the_descriptors_it_was_built_with(folders, tmp_path):
+    """pixels changed its default normalisation in the release that put model.pt into
+    maps: a map without one rebuilds pixels as it was (patch), never today's default."""
+    patch = {"encoder": {"name": "pixels", "normalise": "patch"},
+             "aggregator": {"name": "cat", "length": 5}}
+    (tmp_path / "patch.yaml").write_text(json.dumps(patch))
+    assert main(["build-map", "--images", str(folders[0]), "--model",
+                 str(tmp_path / "patch.yaml"), "--window", "5",
+                 "--out", str(tmp_path / "map")]) == 0
+    old = _as_old_map(tmp_path / "map", tmp_path / "old")
+    manifest = json.loads((old / MANIFEST).read_text())
+    del manifest["model"]["config"]["encoder"]["normalise"]  # as the old release wrote it
+    written = SequenceModel(manifest["model"]["config"])
+    manifest["model"]["fingerprint"] = written.fingerprint()
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    assert written.encoder.normalise == "local_mean"  # today's default would be used
+
+    rebuilt = build_model(PlaceMap.load(old).model_spec())
+    assert rebuilt.encoder.normalise == "patch"
+    assert main(["localize", "--map", str(old), "--images", str(folders[0]),
+                 "--out", str(tmp_path / "self.csv")]) == 0
+    with open(tmp_path / "self.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(r["match1_score"]) > 0.9999 for r in rows)  # each window finds itself
+
+    (old / MANIFEST).write_text(json.dumps({**manifest, "model": {
+        **manifest["model"], "fingerprint": "0" * 64}}))  # not what that config makes
+    assert PlaceMap.load(old).model_spec()["encoder"] == {"name": "pixels"}
+
+
 def test_a_slam_map_saved_again_keeps_its_model(checkpoint_map, folders, tmp_path):
     """localize --mode slam --map M --save-map N: N carries M's checkpoint."""
     map_dir, _ = checkpoint_map

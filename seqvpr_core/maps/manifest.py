@@ -95,3 +95,37 @@ def _check_values(m: dict[str, Any], path: Path) -> None:
         if window["min_len"] > window["max_len"]:
             raise InputError(f"{where} window.min_len {window['min_len']} > window.max_len "
                              f"{window['max_len']}")
+
+
+# Encoder defaults that changed after maps began to be written: name -> {option: the
+# default of the maps written before}. Those maps carry no model.pt (it came in the same
+# release) and rebuild their model from the recorded config, so without this they would
+# silently get today's descriptors; maps with model.pt carry their model whole.
+EARLIER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pixels": {"normalise": "patch"},  # local_mean since benchmarks/pixels_defaults.py
+}
+
+
+def pin_earlier_defaults(model: dict[str, Any]) -> dict[str, Any]:
+    """The ``model`` record of a map without model.pt, with the defaults it was written
+    under made explicit and its fingerprint re-derived, or the record unchanged when no
+    default changed or the fingerprint is not that of the recorded config (the ordinary
+    fingerprint check then refuses the model)."""
+    config = model.get("config") or {}
+    encoder = config.get("encoder")
+    name = encoder if isinstance(encoder, str) else (encoder or {}).get("name")
+    if name not in EARLIER_DEFAULTS:
+        return model
+    from ..models import SequenceModel  # torch: only for maps that need it
+
+    try:
+        recorded = SequenceModel(config, pretrained=False)
+    except (ValueError, TypeError):
+        return model  # building it again reports the problem where it is used
+    encoder = recorded.config["encoder"]
+    earlier = {k: v for k, v in EARLIER_DEFAULTS[name].items() if k not in encoder}
+    if not earlier or recorded.fingerprint() != model.get("fingerprint"):
+        return model
+    pinned = {**recorded.config, "encoder": {**encoder, **earlier}}
+    return {**model, "config": pinned,
+            "fingerprint": SequenceModel(pinned, pretrained=False).fingerprint()}

@@ -1,8 +1,8 @@
 """The map directory: ``manifest.json``, ``index.faiss``, ``keyframes.csv`` and
 ``model.pt``, the checkpoint of the model that made the descriptors, so that a map
 is all a robot needs (maps written before they carried it rebuild the model from
-the config in the manifest, which the fingerprint check accepts when it has no
-trained weights).
+the config in the manifest, with the defaults of their day pinned, which the
+fingerprint check accepts when it has no trained weights).
 
 Written atomically (temporary directory, then rename; a save killed at any
 instant leaves a map the next load finds, see :mod:`seqvpr_core.atomic`) and
@@ -50,6 +50,7 @@ from .manifest import (
     MODEL,
     VERSION,
     MapFormatError,
+    pin_earlier_defaults,
     read_manifest,
 )
 
@@ -327,6 +328,8 @@ class PlaceMap:
         m._gpu = None
         m._model_sha = manifest["files"].get(MODEL)
         m._model_source = root / MODEL if m._model_sha else None
+        if m._model_source is None:
+            m.model = pin_earlier_defaults(m.model)
         try:
             stored = faiss.read_index(str(root / INDEX))
             m.keyframes = KeyframeTable.load_csv(root / KEYFRAMES)
