@@ -146,10 +146,13 @@ def window_descriptors(model, features: np.ndarray, length: int) -> np.ndarray:
     return np.stack([r.descriptor for r in results])
 
 
-def positives(n_query: int, n_db: int, length: int, tolerance: int = 1) -> list[np.ndarray]:
-    """Nordland seq2seq positives of stride-1 windows (frame-aligned seasons)."""
+def positives(n_query: int, n_db: int, length: int, tolerance: int = 1,
+              rule: str = "seq2seq") -> list[np.ndarray]:
+    """Nordland positives of stride-1 windows (frame-aligned seasons) under ``rule``;
+    the index benchmarks compare each index with exact search under the seeds' rule."""
     from seqvpr_core.eval import GroundTruth, window_positives
 
     spans = np.stack([np.arange(n_query), np.arange(n_query) + length - 1], axis=1)
     db = np.stack([np.arange(n_db), np.arange(n_db) + length - 1], axis=1)
-    return window_positives(spans, db, n_db + length - 1, GroundTruth(tolerance=tolerance))
+    gt = GroundTruth(tolerance=tolerance, rule=rule)
+    return window_positives(spans, db, n_db + length - 1, gt)

@@ -56,7 +56,7 @@ def main() -> None:
     ms = 1000 * replay.service_s
     print(f"map {len(place_map)} summer windows; {len(frames)} winter frames, "
           f"{len(ranked)} query windows; ms/frame median {np.median(ms):.2f}, "
-          f"p95 {np.quantile(ms, 0.95):.2f}")
+          f"p95 {np.quantile(ms, 0.95):.2f}; ground truth seq2seq, tolerance 1 frame")
     for fps in args.fps:
         r = on_time_recall(ranked, pos, replay.window_end, replay.service_s, fps, ks=(1, 5))
         print(f"{fps:5.1f} Hz: Recall@1 {100 * r.recall[1]:.2f}  on-time Recall@1 "
