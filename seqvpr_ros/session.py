@@ -82,12 +82,9 @@ class Processed:
 
 def _window(s: NodeSettings, recorded: dict) -> WindowConfig:
     """Window parameters override the map's; 0 means 'as recorded in the map'."""
-    max_len = s.window_max or recorded.get("max_len")
-    if not max_len:
+    if not (s.window_max or recorded.get("max_len")):
         raise ValueError("no window length: set window_max or use a map that records it")
-    min_len = s.window_min or (recorded.get("min_len") if not s.window_max else None) or max_len
-    stride = s.window_stride or recorded.get("stride") or 1
-    return WindowConfig(min_len, max_len, stride)
+    return WindowConfig.override(recorded, s.window_max, s.window_min, s.window_stride)
 
 
 def open_session(s: NodeSettings) -> Session:

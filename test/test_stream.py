@@ -69,6 +69,17 @@ def test_windows_grow_from_min_to_max_then_slide_with_stride():
         WindowConfig(5, 3)
 
 
+def test_given_window_values_override_what_a_map_records():
+    """One rule for ``localize --window/--min-len/--stride`` and the node's window_*."""
+    recorded = {"min_len": 3, "max_len": 10, "stride": 2}
+    assert WindowConfig.override(recorded) == WindowConfig(3, 10, 2)
+    assert WindowConfig.override(recorded, max_len=5) == WindowConfig(5, 5, 2)  # fixed 5
+    assert WindowConfig.override(recorded, min_len=1, stride=1) == WindowConfig(1, 10, 1)
+    assert WindowConfig.override({}, max_len=4) == WindowConfig(4, 4, 1)
+    with pytest.raises(ValueError, match="no window length"):
+        WindowConfig.override({}, min_len=2)
+
+
 def test_fixed_length_model_refuses_variable_windows():
     model = build_model("pixels+cat", window=5)
     with pytest.raises(ValueError, match="exactly 5 frames"):

@@ -77,13 +77,11 @@ def _map_window(args: argparse.Namespace, place_map: PlaceMap) -> WindowConfig:
 
     if not place_map.window and args.window is None:
         raise UsageError(f"{args.map} does not record its window; pass --window")
+    length = args.window or place_map.window["max_len"]
+    if args.min_len and args.min_len > length:
+        raise UsageError(f"--min-len {args.min_len} is longer than the window ({length} frames)")
+    window = WindowConfig.override(place_map.window, args.window, args.min_len, args.stride)
     recorded = WindowConfig(**place_map.window) if place_map.window else None
-    max_len = args.window or recorded.max_len
-    min_len = args.min_len or (recorded.min_len if args.window is None else max_len)
-    if min_len > max_len:
-        raise UsageError(f"--min-len {min_len} is longer than the window ({max_len} frames)")
-    stride = args.stride or (recorded.stride if recorded else 1)
-    window = WindowConfig(min_len, max_len, stride)
     if recorded is not None and window != recorded:
         print(f"localize: query windows {window.min_len}..{window.max_len} frames, stride "
               f"{window.stride}; the map's are {recorded.min_len}..{recorded.max_len}, "

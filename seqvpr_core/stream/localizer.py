@@ -81,6 +81,18 @@ class WindowConfig:
     def fixed(cls, length: int, stride: int = 1) -> WindowConfig:
         return cls(length, length, stride)
 
+    @classmethod
+    def override(cls, recorded: dict, max_len: int | None = None, min_len: int | None = None,
+                 stride: int | None = None) -> WindowConfig:
+        """The windows a map records (``min_len``, ``max_len``, ``stride``) with each given
+        value in place of the recorded one (the CLI's options, the node's parameters; a
+        new ``max_len`` alone makes windows of that fixed length)."""
+        length = max_len or recorded.get("max_len")
+        if not length:
+            raise ValueError("no window length: the map records none and none was given")
+        first = min_len or (length if max_len else recorded.get("min_len")) or length
+        return cls(first, length, stride or recorded.get("stride") or 1)
+
     def length_at(self, frames_seen: int) -> int | None:
         """Window length that ends at the ``frames_seen``-th frame, or None."""
         if frames_seen < self.min_len or (frames_seen - self.min_len) % self.stride:
