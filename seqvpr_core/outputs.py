@@ -16,7 +16,7 @@ The rule, for every command (and every library writer, which checks again):
 - symbolic links are followed, as a shell redirection follows them: the file a link
   points to is the output.
 
-How a command uses it (``seqvpr convert`` and ``seqvpr reference-check`` too): claim
+How a command uses it: claim
 every output through one :class:`OutputPlan` first, which also refuses two outputs on
 one path, then work, then write with :mod:`seqvpr_core.atomic`::
 
@@ -28,7 +28,8 @@ one path, then work, then write with :mod:`seqvpr_core.atomic`::
     write_csv(out, header, rows)                      # atomic, checks TABLE again
 
 A new kind of output is an :class:`OutputKind` with a recogniser (``path -> bool``:
-"seqvpr wrote this"), e.g. ``OutputKind("a converted bag", False, _is_converted)``.
+"seqvpr wrote this") and a hint saying how, e.g.
+``OutputKind("a converted bag", False, _is_converted, "a seqvpr-bag tag in its metadata")``.
 """
 
 from __future__ import annotations
@@ -118,10 +119,11 @@ def _is_history(path: Path) -> bool:
 
 
 def _is_plot(path: Path) -> bool:
+    suffix = path.suffix.lower()  # as claim() and save_figure() compare it
     try:
-        if path.suffix == ".pdf":
+        if suffix == ".pdf":
             return b"/Creator (seqvpr" in _tail(path)
-        return (b"tEXtSoftware\x00seqvpr" if path.suffix == ".png" else b"seqvpr") \
+        return (b"tEXtSoftware\x00seqvpr" if suffix == ".png" else b"seqvpr") \
             in _head(path, 8192)
     except OSError:
         return False

@@ -22,3 +22,27 @@ def test_temporary_keeps_the_suffix_for_format_sniffing_writers(tmp_path):
         assert tmp.suffix == ".png" and tmp.parent == tmp_path
         tmp.write_bytes(b"x")
     assert (tmp_path / "plot.png").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("name", ["curve.pdf", "curve.PDF", "curve.PNG"])
+def test_a_plot_seqvpr_wrote_is_replaced_whatever_the_case_of_its_suffix(tmp_path, name):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from seqvpr_core.atomic import save_figure
+    from seqvpr_core.outputs import PLOT, OutputError, claim
+
+    def plot() -> None:  # enough points that a PDF's metadata lies past its first 8 KB
+        fig, ax = plt.subplots()
+        ax.plot(np.random.default_rng(0).random(20_000))
+        save_figure(fig, tmp_path / name)
+
+    plot()
+    plot()  # the rerun replaces its own plot
+    assert claim(tmp_path / name, PLOT) == tmp_path / name
+    (tmp_path / "theirs.PDF").write_bytes(b"%PDF-1.4 " + b"x" * 100_000)
+    with pytest.raises(OutputError, match="not a seqvpr plot"):
+        claim(tmp_path / "theirs.PDF", PLOT)
