@@ -112,7 +112,6 @@ SECONDS = Limit(low=0)  # durations: exclusion window, keyframe interval, sync s
 METRES = Limit(low=0)  # distances: keyframe spacing, ground-truth radius
 POSITIVE = Limit(low=0, low_open=True)  # learning rates, periods, scales
 NON_NEGATIVE = Limit(low=0)
-SCORE = Limit()  # any finite score: L2 maps score negative squared distances
 THRESHOLD = Limit(minus_inf="none")  # a minimum score; -inf lets every score through
 DEGREES = Limit(low=0, high=180)  # a heading difference
 PERIOD_S = Limit(low=0, high=3600, low_open=True)  # diagnostics and timers

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..catalog import GROWING_INDEX_KINDS as GROWING_KINDS  # noqa: F401  (re-exported)
 from ..catalog import INDEX_KINDS as KINDS
 
 SEARCH_BUDGET_MS = 1.0  # auto searches exactly while one query costs at most this

@@ -2,8 +2,9 @@
 
 Every field has a type, every number a range; unknown fields are refused (a typo
 would otherwise be silently ignored) and errors name the file and the field. A new
-field goes into :data:`FIELDS` (and bumps :data:`VERSION` if old readers must not
-read the map).
+field goes into :data:`REQUIRED` or :data:`OPTIONAL` (:data:`MODEL_FIELDS` inside
+``model``), with its check in ``_check_values``, and bumps :data:`VERSION` if old
+readers must not read the map.
 """
 
 from __future__ import annotations
