@@ -198,3 +198,33 @@ def test_lazy_splits_answer_membership_without_reading(msls):
     assert "val" in splits and "train" not in splits and sorted(splits) == ["test", "val"]
     with pytest.raises(ValueError, match="pano"):
         splits["val"]
+
+
+def test_seqvpr_eval_pools_a_baseline_over_the_pairs_of_a_split(msls, tmp_path, capsys):
+    """Two cities: every method's recall is pooled over both, baselines ranked outside
+    the stream (SeqSLAM) weighted by the sequence's query windows they rank."""
+    from seqvpr_core.cli.main import main
+
+    cfg = tmp_path / "msls.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "model": {"encoder": {"name": "pixels"}, "aggregator": {"name": "seqgem"}},
+        "data": {"reader": "msls", "root": str(msls),
+                 "options": {"cities": {"test": ["cph", "sf"]}}},
+        "output": str(tmp_path / "run"),
+        "ground_truth": {"pos_radius": 10.0, "eval_radius": 25.0}}))
+    out = tmp_path / "report.json"
+    args = ["eval", "--data", str(cfg), "--split", "test", "--model", "pixels+seqgem",
+            "--window", "2", "--radius", "25", "--json", str(out), "--examples", "0"]
+    assert main([*args, "--seqslam", "--no-single-frame"]) == 0
+    report = json.loads(out.read_text())
+    pairs = report["pairs"]
+    assert len(pairs) == 2 and all("seqslam_recall" in p for p in pairs)
+    for rule, by_k in report["seqslam_recall"].items():
+        for k, v in by_k.items():
+            expected = sum(p["seqslam_recall"][rule][k] * p["queries"] for p in pairs) \
+                / sum(p["queries"] for p in pairs)
+            assert v == pytest.approx(expected)
+    assert "SeqSLAM" in capsys.readouterr().out
+    # one --plot for two pairs would be silently ignored: refused, before the work
+    assert main([*args, "--plot", str(tmp_path / "mine.png")]) == 2
+    assert "--plot" in capsys.readouterr().err and not (tmp_path / "mine.png").exists()

@@ -40,7 +40,8 @@ def add_parser(sub) -> None:
                    help="with --radius: a match must also face within this many degrees")
     p.add_argument("--json", required=True,
                    help="report file to write (replaces only a report seqvpr wrote)")
-    p.add_argument("--plot", help="recall@K plot (PNG); default: the --json path with .png")
+    p.add_argument("--plot", help="recall@K plot (.png, .pdf or .svg); default: the --json "
+                                  "path with .png (one pair only)")
     p.add_argument("--no-single-frame", action="store_true",
                    help="skip the single-frame reference")
     p.add_argument("--sweep", type=WINDOW_LENGTH.parse_list, default=[],
@@ -91,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
                      max_heading_deg=args.max_heading)
     model, window = load_model_and_window(args)  # a window mismatch: before any frame
     pairs = _pairs(args)
+    if args.plot and len(pairs) > 1:
+        raise UsageError(f"--plot names one plot, but {args.data} split {args.split!r} has "
+                         f"{len(pairs)} pairs: their plots are <json>_pairN.png; leave "
+                         "--plot out")
     figures = [_claim_figures(plan, args, json_path, i, len(pairs)) for i in range(len(pairs))]
     reports = []
     for (name, db, query), paths in zip(pairs, figures, strict=True):
@@ -104,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
     report = reports[0] if len(reports) == 1 else _pooled(reports)
     write_json(json_path, {**report, "seqvpr_version": __version__}, REPORT)
     print(format_recalls(report))
-    print(f"report -> {json_path}, plots -> {json_path.with_suffix('')}*.png")
+    plots = ", ".join(str(p) for p in figures[0].values()) if len(figures) == 1 \
+        else f"{json_path.with_suffix('')}_pair*.png"
+    print(f"report -> {json_path}, plots -> {plots}")
     return 0
 
 
@@ -112,8 +119,8 @@ def _claim_figures(plan: OutputPlan, args, json_path: Path, i: int, n: int) -> d
     """The plot files of pair ``i`` of ``n``, claimed before the work."""
     stem = json_path.with_suffix("") if n == 1 else \
         json_path.with_suffix("").with_name(f"{json_path.stem}_pair{i}")
-    recall = Path(args.plot) if args.plot and n == 1 else stem.with_suffix(".png")
-    paths = {"recall": plan.claim(recall, PLOT, "--plot" if args.plot and n == 1 else
+    recall = Path(args.plot) if args.plot else stem.with_suffix(".png")
+    paths = {"recall": plan.claim(recall, PLOT, "--plot" if args.plot else
                                   "the recall plot (<json>.png)"),
              "pr": plan.claim(stem.with_name(stem.name + "_pr.png"), PLOT,
                               "the PR plot (<json>_pr.png)")}
@@ -165,10 +172,15 @@ def _criterion(report: dict) -> str:
 def _pooled(reports: list[dict]) -> dict:
     """Several pairs: recall weighted by each pair's query windows; pairs kept in full."""
     out = {"model": reports[0]["model"], "pairs": reports}
+
+    def queries(r: dict, key: str) -> int:
+        # a baseline ranked outside the stream (SeqSLAM) ranks the sequence's windows
+        return r.get(key.removesuffix("recall") + "queries", r["queries"])
+
     for key in [k for k in reports[0] if k.endswith("recall")]:
-        total = sum(r[key.replace("recall", "queries")] for r in reports)
-        out[key] = {rule: {k: sum(r[key][rule][k] * r[key.replace("recall", "queries")]
-                                  for r in reports) / total for k in by_k}
+        total = sum(queries(r, key) for r in reports)
+        out[key] = {rule: {k: sum(r[key][rule][k] * queries(r, key) for r in reports) / total
+                           for k in by_k}
                     for rule, by_k in reports[0][key].items()}
     for key in ("window", "ground_truth", "baselines"):
         if key in reports[0]:
