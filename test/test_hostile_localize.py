@@ -152,6 +152,8 @@ def test_a_map_without_a_window_asks_for_one_and_then_takes_it(setup, tmp_path, 
     code, _, err = call([*argv, "--window", "3"], capsys)
     assert code == 0, err
     assert len(list(csv.DictReader((tmp_path / "m.csv").open()))) == 6
+    refused(call([*argv, "--window", "3", "--min-len", "4"], capsys),
+            "--min-len 4 is longer than the window (3 frames)")
 
 
 @pytest.mark.parametrize("make,message", [

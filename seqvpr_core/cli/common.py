@@ -75,12 +75,17 @@ def load_model_and_window(args: argparse.Namespace) -> tuple[SequenceModel, Wind
 
     model = load_model_from_args(args, window=args.window or DEFAULT_WINDOW)
     length = args.window or model.fixed_length or DEFAULT_WINDOW
-    if args.min_len is not None and args.min_len > length:
-        raise UsageError(f"--min-len {args.min_len} is longer than the window ({length} "
-                         "frames)")
+    check_min_len(args, length)
     window = WindowConfig(args.min_len or length, length, args.stride or 1)
     check_window(model, window)
     return model, window
+
+
+def check_min_len(args: argparse.Namespace, length: int) -> None:
+    """--min-len against the window length it starts, named as the user gave it."""
+    if args.min_len is not None and args.min_len > length:
+        raise UsageError(f"--min-len {args.min_len} is longer than the window ({length} "
+                         "frames)")
 
 
 def set_threads(n: int) -> None:

@@ -16,6 +16,7 @@ from .common import (
     UsageError,
     add_model_options,
     add_window_options,
+    check_min_len,
     load_model_and_window,
     load_model_from_args,
     report_stream,
@@ -77,9 +78,7 @@ def _map_window(args: argparse.Namespace, place_map: PlaceMap) -> WindowConfig:
 
     if not place_map.window and args.window is None:
         raise UsageError(f"{args.map} does not record its window; pass --window")
-    length = args.window or place_map.window["max_len"]
-    if args.min_len and args.min_len > length:
-        raise UsageError(f"--min-len {args.min_len} is longer than the window ({length} frames)")
+    check_min_len(args, args.window or place_map.window["max_len"])
     window = WindowConfig.override(place_map.window, args.window, args.min_len, args.stride)
     recorded = WindowConfig(**place_map.window) if place_map.window else None
     if recorded is not None and window != recorded:
