@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
                                    "single-frame and sequence Recall@1/5 and writes a plot.")
     p.add_argument("--out", default="seqvpr-demo",
                    help="folder for the map, matches.csv, report.json and recall.png (each "
-                        "replaces only what a seqvpr demo wrote)")
+                        "replaces only a seqvpr output of its kind, or an empty one)")
     p.add_argument("--model", default=None, metavar="SPEC",
                    help="model spec (default: EfficientNet-Lite0 grid features concatenated "
                         f"over the window, {DEMO_MODEL.name})")

@@ -42,8 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=FORMATS,
                    help="matches and loops format (default: from the --out suffix, else csv)")
     p.add_argument("--loops", help="loop-closure candidates file (default: <out>.loops.<fmt>)")
-    p.add_argument("--plot", help="trajectory plot PNG, written when poses exist "
-                                  "(default: <out>.png)")
+    p.add_argument("--plot", help="trajectory plot (.png, .pdf or .svg), written when poses "
+                                  "exist (default: <out>.png)")
     p.add_argument("--top-k", type=TOP_K.parse, default=5,
                    help="matches per window (at most the map's size in localize mode)")
     p.add_argument("--mode", default="localize", choices=("localize", "slam"),
