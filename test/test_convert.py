@@ -200,3 +200,13 @@ def test_a_cat_tvgnet_needs_its_window_length_and_other_files_are_refused(tmp_pa
         convert("stformer", REFERENCE / "adapt_stformer" / "checkpoint.pth")
     with pytest.raises(ValueError, match=r"--from adapt-stformer.*missing keys matching.*detr"):
         convert("adapt-stformer", REFERENCE / "stformer" / "checkpoint.pth")
+
+
+def test_a_config_whose_model_is_not_a_mapping_is_refused_naming_it(tmp_path):
+    config = tmp_path / "whole.yaml"
+    config.write_text("model: resnet18\n")  # a whole config, its model part a name
+    done = _cli("convert", "--from", "seqnet", str(REFERENCE / "seqnet_L5_w3" / "checkpoint.pth"),
+                "--config", str(config), "--out", str(tmp_path / "m.pt"))
+    assert done.returncode == 2, done.stderr
+    assert f"--config {config}: model must hold a mapping" in done.stderr
+    assert not (tmp_path / "m.pt").exists()

@@ -35,10 +35,13 @@ def _read_config(path: str | None) -> dict:
     config = read_config_file(path, "--config")
     if config is None:
         return {}
+    where = f"--config {path}"
+    if isinstance(config, dict) and "model" in config:  # a whole config: its model part
+        config, where = config["model"], f"--config {path}: model"
     if not isinstance(config, dict):
-        raise InputError(f"--config {path} must hold a mapping (a partial model config), got "
+        raise InputError(f"{where} must hold a mapping (a partial model config), got "
                          f"{type_name(config)}")
-    return config.get("model", config)
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
