@@ -39,15 +39,7 @@ import torch
 
 from ..data.images import check_frame
 from ..data.poses import Pose
-from ..limits import (
-    COUNT,
-    NON_NEGATIVE_COUNT,
-    SECONDS,
-    STRIDE,
-    THRESHOLD,
-    TOP_K,
-    WINDOW_LENGTH,
-)
+from ..limits import NON_NEGATIVE_COUNT, SECONDS, STRIDE, TOP_K, WINDOW_LENGTH
 from ..maps import Keyframe, Match, PlaceMap
 from ..models import SequenceModel
 from .gate import GateConfig, LoopClosure, LoopClosureGate
@@ -117,10 +109,6 @@ class LocalizerConfig:
         TOP_K.check("top_k", self.top_k)
         SECONDS.check("exclude_recent_s", self.exclude_recent_s)
         NON_NEGATIVE_COUNT.check("exclude_recent_keyframes", self.exclude_recent_keyframes)
-        # the gate's numbers, here too: a NaN threshold would open the gate for everything
-        THRESHOLD.check("gate threshold", self.gate.threshold)
-        COUNT.check("gate consistency", self.gate.consistency)
-        NON_NEGATIVE_COUNT.check("gate tolerance", self.gate.tolerance)
 
 
 @dataclass
