@@ -21,8 +21,9 @@ What the stream takes, and what it does with anything else (counted in
   reset, a replayed bag) restarts the windows, so no window spans the jump: said
   once in the log, counted in ``time_resets``; an equal stamp is kept and counted in
   ``duplicate_stamps`` (a camera stamping coarsely, or a redelivered frame);
-- poses: (x, y, heading); a non-finite x or y makes the pose unknown (never a valid
-  pose in the map), counted in ``invalid_poses``; a non-finite heading is unknown (nan).
+- poses: (x, y, heading); x and y both NaN is the unknown pose; any other non-finite
+  x or y also makes the pose unknown (never a valid pose in the map), counted in
+  ``invalid_poses``; a non-finite heading is unknown (nan).
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ def check_window(model: SequenceModel, window: WindowConfig) -> None:
             f"{model.fixed_length} or use a variable-length aggregator")
     if lo < model.min_length:
         raise ValueError(f"model {model.name} needs windows of at least {model.min_length} "
-                         f"frames, but the shortest window is {lo}; raise --min-len")
+                         f"frames, but the shortest window is {lo}; raise it "
+                         "(--min-len, the node's window_min)")
 
 
 class StreamingLocalizer:
