@@ -146,13 +146,12 @@ def window_descriptors(model, features: np.ndarray, length: int) -> np.ndarray:
     return np.stack([r.descriptor for r in results])
 
 
-def positives(n_query: int, n_db: int, length: int, tolerance: int = 1,
-              rule: str = "seq2seq") -> list[np.ndarray]:
-    """Nordland positives of stride-1 windows (frame-aligned seasons) under ``rule``;
-    the index benchmarks compare each index with exact search under the seeds' rule."""
+def positives(n_query: int, n_db: int, length: int, tolerance: int = 1) -> list[np.ndarray]:
+    """Nordland positives of stride-1 windows (frame-aligned seasons) under the seeds'
+    seq2seq rule, the one the index, PCA and on-time benchmarks report."""
     from seqvpr_core.eval import GroundTruth, window_positives
 
     spans = np.stack([np.arange(n_query), np.arange(n_query) + length - 1], axis=1)
     db = np.stack([np.arange(n_db), np.arange(n_db) + length - 1], axis=1)
-    gt = GroundTruth(tolerance=tolerance, rule=rule)
+    gt = GroundTruth(tolerance=tolerance, rule="seq2seq")
     return window_positives(spans, db, n_db + length - 1, gt)

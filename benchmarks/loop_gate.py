@@ -41,7 +41,8 @@ class Stream:
 
 
 def _run(model, features, mode: str, route: list[tuple[str, int]], prior=None) -> list:
-    """(route frame index, matches, WindowResult.frames) of every window of ``route``."""
+    """The :class:`WindowResult` of every window of ``route`` (season, frame index),
+    and the map (``prior``, or the one the stream built)."""
     import torch
 
     from seqvpr_core.maps import PlaceMap
@@ -63,7 +64,8 @@ def streams(model, features) -> list[Stream]:
         route = [(first, i) for i in range(start, start + 600)]
         route += [(second, i) for i in range(start, start + 600)]
         results, _ = _run(model, features, "slam", route)
-        # a window whose frames all come from the second pass has a true match
+        # a window whose newest frame is in the second pass counts as having a true match
+        # (the first WINDOW - 2 of them cannot: no map window ends within 1 frame of theirs)
         out.append(Stream(f"{first[0].upper()}{start + 1}-{start + 600}+{second[0].upper()}",
                           [(r.last.index, r.matches, n >= 600 - WINDOW + 1)
                            for n, r in enumerate(results)]))

@@ -6,7 +6,9 @@ Each config in `config/train/nordland_lite0_*_cpu.yaml` is trained with `seqvpr 
 validation 1301-1600) and scored with `seqvpr eval --data CONFIG --split S` on
 `test` (frames 2001-2400, summer map, winter queries) and `unseen` (frames 1601-2000,
 winter map, summer queries), L = 10, tolerance 1, Recall@1 current / seq2seq. Runs and
-reports go to `runs/`; `--reuse` keeps what is already there.
+reports go to `runs/`; `--reuse` keeps what is already there. Without it every
+config is trained anew, so `runs/nordland_lite0_*` must not exist yet (`seqvpr train`
+never replaces a run).
 
     python benchmarks/training_table.py [--reuse]
 """

@@ -86,10 +86,6 @@ class GroundTruth:
             out["max_heading_deg"] = self.max_heading_deg
         return out
 
-    def describe(self) -> dict:
-        """The criterion and the rule, as a report names them."""
-        return {**self.criterion(), "rule": self.rule}
-
 
 def window_positives(query_windows: np.ndarray, db_windows: np.ndarray, n_db_frames: int,
                      gt: GroundTruth, query_positions: np.ndarray | None = None,

@@ -10,8 +10,8 @@ from importlib import import_module
 _EXPORTS = {
     "GateConfig": "gate", "LoopClosure": "gate", "LoopClosureGate": "gate",
     "MODES": "localizer", "FrameInfo": "localizer", "LocalizerConfig": "localizer",
-    "StreamingLocalizer": "localizer", "StreamStats": "localizer", "WindowConfig": "localizer",
-    "WindowResult": "localizer", "check_window": "localizer",
+    "StreamingLocalizer": "localizer", "StreamStats": "localizer", "WindowConfig": "window",
+    "WindowResult": "localizer", "check_window": "window",
     "replay": "replay", "FeatureRing": "ring",
 }
 __all__ = sorted(_EXPORTS)

@@ -25,6 +25,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..limits import COUNT, NON_NEGATIVE_COUNT, THRESHOLD
+
 if TYPE_CHECKING:  # the gate's defaults are read without loading FAISS (seqvpr_ros.params)
     from ..maps import Match
 
@@ -38,10 +40,10 @@ class GateConfig:
     tolerance: int = 1
 
     def __post_init__(self) -> None:
-        if self.consistency < 1:
-            raise ValueError(f"consistency must be >= 1, got {self.consistency}")
-        if self.tolerance < 0:
-            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+        # a NaN threshold would open the gate for every window
+        THRESHOLD.check("gate threshold", self.threshold)
+        COUNT.check("gate consistency", self.consistency)
+        NON_NEGATIVE_COUNT.check("gate tolerance", self.tolerance)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ What the stream takes, and what it does with anything else (counted in
   reset, a replayed bag) restarts the windows, so no window spans the jump: said
   once in the log, counted in ``time_resets``; an equal stamp is kept and counted in
   ``duplicate_stamps`` (a camera stamping coarsely, or a redelivered frame);
-- poses: (x, y, heading); a non-finite x or y makes the pose unknown (never a valid
-  pose in the map), counted in ``invalid_poses``; a non-finite heading is unknown (nan).
+- poses: (x, y, heading); x and y both NaN is the unknown pose; any other non-finite
+  x or y also makes the pose unknown (never a valid pose in the map), counted in
+  ``invalid_poses``; a non-finite heading is unknown (nan).
 """
 
 from __future__ import annotations
@@ -39,65 +40,16 @@ import torch
 
 from ..data.images import check_frame
 from ..data.poses import Pose
-from ..limits import (
-    COUNT,
-    NON_NEGATIVE_COUNT,
-    SECONDS,
-    STRIDE,
-    THRESHOLD,
-    TOP_K,
-    WINDOW_LENGTH,
-)
+from ..limits import NON_NEGATIVE_COUNT, SECONDS, TOP_K
 from ..maps import Keyframe, Match, PlaceMap
 from ..models import SequenceModel
 from .gate import GateConfig, LoopClosure, LoopClosureGate
 from .ring import FeatureRing
+from .window import WindowConfig, check_window
 
 LOG = logging.getLogger(__name__)
 
 MODES = ("mapping", "localize", "slam")
-
-
-@dataclass(frozen=True)
-class WindowConfig:
-    """Windows of ``min_len..max_len`` frames, one every ``stride`` new frames.
-
-    A stream's first windows grow from ``min_len`` to ``max_len`` frames; after
-    that every window has ``max_len``.
-    """
-
-    min_len: int = 5
-    max_len: int = 5
-    stride: int = 1
-
-    def __post_init__(self) -> None:
-        WINDOW_LENGTH.check("window min_len", self.min_len)
-        WINDOW_LENGTH.check("window max_len", self.max_len)
-        STRIDE.check("window stride", self.stride)
-        if self.min_len > self.max_len:
-            raise ValueError(f"need min_len <= max_len, got {self.min_len}..{self.max_len}")
-
-    @classmethod
-    def fixed(cls, length: int, stride: int = 1) -> WindowConfig:
-        return cls(length, length, stride)
-
-    @classmethod
-    def override(cls, recorded: dict, max_len: int | None = None, min_len: int | None = None,
-                 stride: int | None = None) -> WindowConfig:
-        """The windows a map records (``min_len``, ``max_len``, ``stride``) with each given
-        value in place of the recorded one (the CLI's options, the node's parameters; a
-        new ``max_len`` alone makes windows of that fixed length)."""
-        length = max_len or recorded.get("max_len")
-        if not length:
-            raise ValueError("no window length: the map records none and none was given")
-        first = min_len or (length if max_len else recorded.get("min_len")) or length
-        return cls(first, length, stride or recorded.get("stride") or 1)
-
-    def length_at(self, frames_seen: int) -> int | None:
-        """Window length that ends at the ``frames_seen``-th frame, or None."""
-        if frames_seen < self.min_len or (frames_seen - self.min_len) % self.stride:
-            return None
-        return min(frames_seen, self.max_len)
 
 
 @dataclass(frozen=True)
@@ -117,10 +69,6 @@ class LocalizerConfig:
         TOP_K.check("top_k", self.top_k)
         SECONDS.check("exclude_recent_s", self.exclude_recent_s)
         NON_NEGATIVE_COUNT.check("exclude_recent_keyframes", self.exclude_recent_keyframes)
-        # the gate's numbers, here too: a NaN threshold would open the gate for everything
-        THRESHOLD.check("gate threshold", self.gate.threshold)
-        COUNT.check("gate consistency", self.gate.consistency)
-        NON_NEGATIVE_COUNT.check("gate tolerance", self.gate.tolerance)
 
 
 @dataclass
@@ -161,20 +109,6 @@ class WindowResult:
         x, y, heading = last.pose if last.pose is not None else (math.nan,) * 3
         return Keyframe(first.stamp_ns, last.stamp_ns, len(self.frames), first.index,
                         last.index, last.name, x, y, heading, last.source)
-
-
-def check_window(model: SequenceModel, window: WindowConfig) -> None:
-    """Refuse windows the model cannot aggregate: a fixed-length model (cat, fc,
-    mixer) takes one length, some (seqnet) a shortest one."""
-    lo, hi = window.min_len, window.max_len
-    if not model.variable_length and not (lo == hi == model.fixed_length):
-        raise ValueError(
-            f"model {model.name} needs windows of exactly {model.fixed_length} frames, "
-            f"but the window is {lo}..{hi}; set both to "
-            f"{model.fixed_length} or use a variable-length aggregator")
-    if lo < model.min_length:
-        raise ValueError(f"model {model.name} needs windows of at least {model.min_length} "
-                         f"frames, but the shortest window is {lo}; raise --min-len")
 
 
 class StreamingLocalizer:
