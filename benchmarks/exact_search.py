@@ -12,9 +12,8 @@
    summer map of the first 1,176 frames (1,167 windows) and of all 2,400 (2,391)
    plus noisy copies up to 10k, searched by the winter windows, exact against
    HNSW32 as auto builds it: ms per query, Recall@1 (seq2seq, tolerance 1) and
-   the distances HNSW computes per query. Where HNSW computes about as many
-   distances as the map has entries, it is no faster and only loses recall:
-   :data:`seqvpr_core.maps.indexes.APPROX_MIN_ENTRIES`.
+   the distances HNSW computes per query: what approximate search saves on a map
+   too large for the budget, and the recall it costs.
 """
 
 from __future__ import annotations

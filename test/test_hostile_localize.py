@@ -122,6 +122,16 @@ def test_options_that_do_not_go_together(setup, tmp_path, capsys, argv, message)
                  capsys), message)
 
 
+def test_a_json_out_is_refused_not_filled_with_csv(setup, tmp_path, capsys):
+    """--out m.json would have held CSV (the format follows the suffix, only .jsonl is
+    JSON lines): refused before any work, and --format still decides when given."""
+    refused(call(localize(setup, tmp_path / "m.json"), capsys), "name it .csv or .jsonl")
+    assert not (tmp_path / "m.json").exists()
+    assert call(localize(setup, tmp_path / "m.json", "--format", "jsonl"), capsys)[0] == 0
+    first = (tmp_path / "m.json").read_text().splitlines()[0]
+    assert json.loads(first)["matches"]
+
+
 def test_slam_without_a_map_needs_a_model(setup, tmp_path, capsys):
     _, winter = setup
     refused(call(["localize", "--mode", "slam", "--images", winter, "--out", tmp_path / "m.csv"],

@@ -47,7 +47,8 @@ def add_window_options(p: argparse.ArgumentParser,
                        default: str = "the model's own length if it has one, else "
                                       f"{DEFAULT_WINDOW}") -> None:
     p.add_argument("--window", type=WINDOW_LENGTH.parse, default=None, metavar="L",
-                   help=f"window length in frames (sets --min-len and --max-len; default: "
+                   help=f"window length in frames (also the shortest window unless --min-len; "
+                        f"default: "
                         f"{default})")
     p.add_argument("--min-len", type=WINDOW_LENGTH.parse, default=None,
                    help="shortest window, used while a stream starts (default: --window)")

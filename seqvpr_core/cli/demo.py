@@ -50,11 +50,6 @@ def _demo_model(window: int | None) -> dict:
     return config
 
 
-def _by_rule(recalls: dict[str, dict[int, float]]) -> dict[str, dict[str, float]]:
-    """``{rule: {K: v}}`` with string K, as every seqvpr JSON report lays recall out."""
-    return {rule: {str(k): v for k, v in recall.items()} for rule, recall in recalls.items()}
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -65,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import read_image, read_image_folder
     from ..eval import RULES, GroundTruth, recall_at_k, window_positives
     from ..eval.evaluate import encode_traversal, evaluate, frame_spans, ranked_ids
+    from ..eval.full_report import by_rule
     from ..eval.ground_truth import accepted_offset
     from ..eval.report import plot_recall_curves
     from ..maps import PlaceMap
@@ -137,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                          **accepted_offset(q_spans, db_spans, p, gt)}
                   for rule, p in positives.items()}},
               "map_frames": len(summer), "query_frames": len(winter),
-              "recall": _by_rule(seq), "single_frame_recall": _by_rule(single),
+              "recall": by_rule(seq), "single_frame_recall": by_rule(single),
               "seqvpr_version": __version__}
     write_json(paths["report"], report, REPORT)
     plot_recall_curves(paths["plot"], {"single frame": single,

@@ -137,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
     if args.save_map and args.mode != "slam":
         raise UsageError("--save-map needs --mode slam")
     out = Path(args.out)
+    if out.suffix.lower() == ".json" and not args.format:
+        raise UsageError(f"--out {out}: localize writes CSV or JSON lines (one object per "
+                         "window, not one JSON document); name it .csv or .jsonl, or give "
+                         "--format")
     fmt = args.format or ("jsonl" if out.suffix == ".jsonl" else "csv")
     # every output claimed before any work: none may replace what seqvpr did not write,
     # nor another output of this run (the loops file landing on the matches file)
