@@ -25,8 +25,8 @@ import torch
 
 from ..models import SequenceModel
 from . import register_converter, register_fixture
-from .cct import cct_encoder_from_release, load_seqvlad, unprefixed
-from .release import require, strip_prefix
+from .cct import cct_encoder_from_release, load_seqvlad
+from .release import require, strip_prefix, unprefixed
 
 SCA = r"detr\.spatial_cross_attention\."
 KEYS = (r"detr\.query_offset", r"detr\.reference_points", r"detr\.spatial_shapes",

@@ -20,7 +20,7 @@ import torch
 from ..models.aggregators.netvlad import NetVLAD
 from ..models.encoders.cct import DEPTH, EMBED, CCTEncoder
 from .netvlad import vlad_from_state
-from .release import require, state_dict_of
+from .release import require
 
 CCT_KEYS = (r"tokenizer\.conv_layers\.0\.0\.weight", r"tokenizer\.conv_layers\.1\.0\.weight",
             r"classifier\.positional_emb", r"classifier\.norm\.(weight|bias)",
@@ -32,11 +32,6 @@ CCT_ALLOWED = (r"classifier\.blocks\.\d+\.(pre_norm|norm1|linear1|linear2)\.(wei
                r"classifier\.attention_pool\.(weight|bias)", r"classifier\.fc\.(weight|bias)")
 SEQVLAD_KEYS = (r"centroids", r"conv\.weight")
 ENCODER_OPTIONS = {"output", "normalize", "freeze_layers", "image_size"}
-
-
-def unprefixed(release: Any) -> dict[str, torch.Tensor]:
-    """The release's tensors with every ``module.`` removed, as the authors' loaders do."""
-    return {k.replace("module.", ""): v for k, v in state_dict_of(release).items()}
 
 
 def cct_encoder_from_release(state: Mapping[str, torch.Tensor], config: dict[str, Any]

@@ -22,7 +22,7 @@ import torch
 from ..models import SequenceModel
 from ..models.aggregators.netvlad import NetVLAD
 from . import register_converter, register_fixture
-from .release import require, state_dict_of, strip_prefix
+from .release import require, strip_prefix, unprefixed
 
 LOG = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def init_checks(fixture, state: Mapping[str, torch.Tensor], init: str) -> dict[s
 
 
 def _release_parts(release: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    state = {k.replace("module.", ""): v for k, v in state_dict_of(release).items()}
+    state = unprefixed(release)
     require(state, POOL_KEYS, "Nanne NetVLAD (encoder.*, pool.*)",
             allowed=[r"pool\.conv\.bias", r"encoder\..+"])
     return strip_prefix(state, "encoder."), strip_prefix(state, "pool.")

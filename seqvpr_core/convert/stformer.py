@@ -21,8 +21,8 @@ import torch
 
 from ..models import SequenceModel
 from . import register_converter, register_fixture
-from .cct import SEQVLAD_KEYS, cct_encoder_from_release, load_seqvlad, unprefixed
-from .release import require, strip_prefix
+from .cct import SEQVLAD_KEYS, cct_encoder_from_release, load_seqvlad
+from .release import require, strip_prefix, unprefixed
 
 TEMPORAL_KEYS = (r"norm\.(weight|bias)", r"blocks\.0\.self_attn\.qkv\.weight")
 TEMPORAL_ALLOWED = (r"positional_emb", r"attention_pool\.(weight|bias)",

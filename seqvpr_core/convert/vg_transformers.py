@@ -40,7 +40,7 @@ from ..models.registry import AGGREGATORS
 from . import register_converter, register_fixture
 from .cct import cct_encoder_from_release
 from .netvlad import init_checks, vlad_from_state, vlad_state
-from .release import cnn_trunk, state_dict_of, strip_prefix
+from .release import cnn_trunk, strip_prefix, unprefixed
 
 Tensors = dict[str, torch.Tensor]
 # Frozen leading trunk modules while training: ResNets before --freeze_layer (layer3 by
@@ -56,12 +56,11 @@ class TVGNetRelease:
 
     @classmethod
     def parse(cls, release: Any) -> TVGNetRelease:
-        state = state_dict_of(release, ("model_state_dict", "state_dict"))
+        state = unprefixed(release, ("model_state_dict", "state_dict"))
         parts = cls(*(strip_prefix(state, f"{name}.")
                       for name in ("encoder", "pooling", "aggregator")))
-        known = {k.replace("module.", "") for k in state
-                 if k.replace("module.", "").startswith(("encoder.", "pooling.", "aggregator."))}
-        unexpected = sorted(set(k.replace("module.", "") for k in state) - known)
+        unexpected = sorted(k for k in state
+                            if not k.startswith(("encoder.", "pooling.", "aggregator.")))
         if unexpected or not (parts.encoder or parts.pooling or parts.aggregator):
             raise ValueError("not a vg-transformers TVGNet checkpoint (module.encoder.*, "
                              f"module.pooling.*, module.aggregator.*): unexpected keys "
