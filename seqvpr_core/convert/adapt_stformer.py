@@ -66,14 +66,15 @@ def _aggregator_config(state: dict[str, torch.Tensor], config: dict[str, Any]
             "frame_reshape": config.get("frame_reshape", "view")}
 
 
+@register_converter("adapt-stformer")
 def adapt_stformer_from_release(release: Any, config: dict[str, Any]) -> SequenceModel:
     state = unprefixed(release)
     require(state, KEYS, "Adapt-STformer (Bev_RGB_Fusion with CCT, SeqGeM and SeqVLAD)",
             ALLOWED)
     enc_cfg, encoder = cct_encoder_from_release(
-        strip_prefix(state, "encoder."), {**config.get("encoder", {}), "output": "tokens"})
+        strip_prefix(state, "encoder."), {**(config.get("encoder") or {}), "output": "tokens"})
     model = SequenceModel({"encoder": enc_cfg,
-                           "aggregator": _aggregator_config(state, config.get("aggregator", {}))},
+                           "aggregator": _aggregator_config(state, config.get("aggregator") or {})},
                           encoder=encoder)
     agg = model.aggregator
     detr = strip_prefix(state, "detr.")
@@ -93,11 +94,6 @@ def adapt_stformer_from_release(release: Any, config: dict[str, Any]) -> Sequenc
         agg.p.copy_(state["seqgem_modified.p"].reshape(()))
     load_seqvlad(agg.vlad, strip_prefix(state, "aggregator."))
     return model.eval()
-
-
-@register_converter("adapt-stformer")
-def convert_adapt_stformer(release: Any, config: dict[str, Any]) -> SequenceModel:
-    return adapt_stformer_from_release(release, config)
 
 
 @register_fixture("gen_adapt", verifies=("cct384", "adapt_stformer"))

@@ -51,6 +51,7 @@ def _temporal_config(temporal: dict[str, torch.Tensor], config: dict[str, Any]
     return agg
 
 
+@register_converter("stformer")
 def stformer_from_release(release: Any, config: dict[str, Any]) -> SequenceModel:
     state = unprefixed(release)
     unknown = sorted(k for k in state if not k.startswith(
@@ -63,10 +64,10 @@ def stformer_from_release(release: Any, config: dict[str, Any]) -> SequenceModel
                          "the frames in the spatial branch too), which seqvpr does not build")
     temporal = strip_prefix(state, "encoder.temporal.")
     enc_cfg, encoder = cct_encoder_from_release(
-        spatial, {**config.get("encoder", {}), "output": "tokens+patches"})
+        spatial, {**(config.get("encoder") or {}), "output": "tokens+patches"})
     agg_state = strip_prefix(state, "aggregator.")
     require(agg_state, SEQVLAD_KEYS, "STformer SeqVLAD (aggregator.*)")
-    agg_cfg = _temporal_config(temporal, config.get("aggregator", {}))
+    agg_cfg = _temporal_config(temporal, config.get("aggregator") or {})
     agg_cfg["clusters"] = agg_state["centroids"].shape[0]
     model = SequenceModel({"encoder": enc_cfg, "aggregator": agg_cfg}, encoder=encoder)
     ignored = {"attention_pool.weight", "attention_pool.bias"}
@@ -76,11 +77,6 @@ def stformer_from_release(release: Any, config: dict[str, Any]) -> SequenceModel
         {k: v for k, v in temporal.items() if k not in ignored})
     load_seqvlad(model.aggregator.vlad, agg_state)
     return model.eval()
-
-
-@register_converter("stformer")
-def convert_stformer(release: Any, config: dict[str, Any]) -> SequenceModel:
-    return stformer_from_release(release, config)
 
 
 @register_fixture("gen_stformer", verifies=("cct384", "stformer"))
