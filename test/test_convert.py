@@ -176,6 +176,9 @@ def test_adapt_stformer_levels_and_points_come_from_the_shapes_or_the_config():
     assert (attn.levels, attn.points) == (1, 16)
     with pytest.raises(ValueError, match="not 3 levels x 8 points"):
         adapt_stformer_from_release(release, {"aggregator": {"levels": 3, "points": 8}})
+    for bad in ({"levels": 0}, {"points": 0}, {"heads": 0}, {"points": 2.5}):
+        with pytest.raises(ValueError, match="must be integers >= 1"):
+            adapt_stformer_from_release(release, {"aggregator": bad})
 
 
 def test_converted_tvgnet_is_cct_tokens_and_seqvlad(tmp_path):

@@ -45,7 +45,10 @@ def _aggregator_config(state: dict[str, torch.Tensor], config: dict[str, Any]
     if unknown := sorted(set(config) - AGGREGATOR_OPTIONS - {"name"}):
         raise ValueError(f"aggregator options {unknown} do not apply to a converted "
                          f"Adapt-STformer; known: {sorted(AGGREGATOR_OPTIONS)}")
-    heads = int(config.get("heads", 8))
+    if bad := {k: config[k] for k in ("heads", "levels", "points")
+               if k in config and not (isinstance(config[k], int) and config[k] >= 1)}:
+        raise ValueError(f"aggregator options {bad} must be integers >= 1")
+    heads = config.get("heads", 8)
     per_head, rest = divmod(state["detr.spatial_cross_attention.attention_weights.weight"]
                             .shape[0], heads)
     if rest:
@@ -53,10 +56,9 @@ def _aggregator_config(state: dict[str, torch.Tensor], config: dict[str, Any]
                          f"multiple of {heads} heads (give aggregator: {{heads: H}})")
     levels, points = config.get("levels"), config.get("points")
     if points is None:
-        points = (per_head // int(levels) if levels
+        points = (per_head // levels if levels
                   else AUTHORS_POINTS if per_head % AUTHORS_POINTS == 0 else per_head)
-    levels = int(levels or per_head // int(points))
-    points = int(points)
+    levels = levels or per_head // points
     if levels * points != per_head:
         raise ValueError(f"attention_weights has {heads} heads x {per_head} samples, not "
                          f"{levels} levels x {points} points")
