@@ -43,8 +43,12 @@ def _temporal_config(temporal: dict[str, torch.Tensor], config: dict[str, Any]
            "relative_positions": "blocks.0.self_attn.rel_pos_t" in temporal}
     if agg["relative_positions"]:
         rel_h, rel_t = (temporal[f"blocks.0.self_attn.rel_pos_{a}"] for a in "ht")
-        agg |= {"window": (rel_h.shape[0] + 1) // 2, "length": (rel_t.shape[0] + 1) // 2,
-                "heads": dim // rel_h.shape[1]}
+        stored = {"window": (rel_h.shape[0] + 1) // 2, "length": (rel_t.shape[0] + 1) // 2,
+                  "heads": dim // rel_h.shape[1]}
+        if clash := {k: config[k] for k in stored if k in config and config[k] != stored[k]}:
+            raise ValueError(f"aggregator options {clash} contradict the release's relative-"
+                             f"position tables, which fix {stored}")
+        agg |= stored
     else:
         agg |= {"window": config.get("window", 6), "length": config.get("length", 5),
                 "heads": config.get("heads", 6)}
