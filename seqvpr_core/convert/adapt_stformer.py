@@ -25,7 +25,8 @@ import torch
 
 from ..models import SequenceModel
 from . import register_converter, register_fixture
-from .cct import cct_encoder_from_release, load_seqvlad
+from .cct import cct_encoder_from_release
+from .netvlad import load_seqvlad
 from .release import require, strip_prefix, unprefixed
 
 SCA = r"detr\.spatial_cross_attention\."

@@ -29,6 +29,7 @@ LOG = logging.getLogger(__name__)
 POOL_KEYS = (r"pool\.centroids", r"pool\.conv\.weight")
 VGG16_CONV5_3 = "28.weight"  # encoder index of conv5_3 in VGG-16 features[:-2]
 IMAGE_SIZE = (480, 640)
+SEQVLAD_KEYS = (r"centroids", r"conv\.weight")
 
 
 def vlad_from_state(state: Mapping[str, torch.Tensor]) -> NetVLAD:
@@ -45,6 +46,13 @@ def vlad_from_state(state: Mapping[str, torch.Tensor]) -> NetVLAD:
         own["assign.bias"] = state["conv.bias"]
     vlad.load_state_dict(own)
     return vlad
+
+
+def load_seqvlad(vlad: NetVLAD, state: Mapping[str, torch.Tensor]) -> None:
+    """The authors' SeqVLAD (``conv.weight`` [K, D, 1] or [K, D, 1, 1], no bias;
+    ``centroids`` [K, D]) into ``vlad`` (vladv1: no bias either)."""
+    require(state, SEQVLAD_KEYS, "SeqVLAD")
+    vlad.load_state_dict(vlad_from_state(state).state_dict())
 
 
 def vlad_state(vlad: NetVLAD, prefix: str = "") -> dict[str, torch.Tensor]:

@@ -21,7 +21,8 @@ import torch
 
 from ..models import SequenceModel
 from . import register_converter, register_fixture
-from .cct import SEQVLAD_KEYS, cct_encoder_from_release, load_seqvlad
+from .cct import cct_encoder_from_release
+from .netvlad import SEQVLAD_KEYS, load_seqvlad
 from .release import require, strip_prefix, unprefixed
 
 TEMPORAL_KEYS = (r"norm\.(weight|bias)", r"blocks\.0\.self_attn\.qkv\.weight")
