@@ -145,6 +145,16 @@ def test_converted_stformer_streams_each_frame_once_to_the_authors_descriptor(tm
     assert diff <= atol["descriptor"]
 
 
+def test_stformer_config_may_not_contradict_the_relative_position_tables():
+    from seqvpr_core.convert.stformer import stformer_from_release
+
+    release = read_release(REFERENCE / "stformer" / "checkpoint.pth")
+    with pytest.raises(ValueError, match=r"\{'length': 10\} contradict"):
+        stformer_from_release(release, {"aggregator": {"length": 10}})
+    model = stformer_from_release(release, {"aggregator": {"length": 5, "stride": 3}})
+    assert model.fixed_length == 5
+
+
 def test_converted_adapt_stformer_takes_any_window_length(tmp_path):
     model = _converted("adapt-stformer", "adapt_stformer", tmp_path)
     assert model.variable_length
@@ -176,6 +186,9 @@ def test_adapt_stformer_levels_and_points_come_from_the_shapes_or_the_config():
     assert (attn.levels, attn.points) == (1, 16)
     with pytest.raises(ValueError, match="not 3 levels x 8 points"):
         adapt_stformer_from_release(release, {"aggregator": {"levels": 3, "points": 8}})
+    for bad in ({"levels": 0}, {"points": 0}, {"heads": 0}, {"points": 2.5}):
+        with pytest.raises(ValueError, match="must be integers >= 1"):
+            adapt_stformer_from_release(release, {"aggregator": bad})
 
 
 def test_converted_tvgnet_is_cct_tokens_and_seqvlad(tmp_path):

@@ -171,6 +171,13 @@ def test_stformer_windows_must_tile_the_grid():
         WindowSpaceTimeAttention(C, 4, 5, (7, 7), 6, 3)
 
 
+def test_stformer_freeze_temporal_below_minus_one_is_refused():
+    """--freeze_te_tatt as --freeze_te: -1 is the lowest (every block trains)."""
+    with pytest.raises(ValueError, match="freeze_temporal must be >= -1"):
+        create_aggregator("stformer", in_dim=2 * C, grid=(4, 4), length=2, temporal_layers=1,
+                          window=2, stride=1, heads=4, clusters=2, freeze_temporal=-2)
+
+
 def test_deformable_attention_samples_k_points_per_head(monkeypatch):
     heads, points = 8, 4
     attn = DeformableCrossAttention(C, GRID, heads, levels=1, points=points)

@@ -25,8 +25,9 @@ import torch
 
 from ..models import SequenceModel
 from . import register_converter, register_fixture
-from .cct import cct_encoder_from_release, load_seqvlad, unprefixed
-from .release import require, strip_prefix
+from .cct import cct_encoder_from_release
+from .netvlad import load_seqvlad
+from .release import require, strip_prefix, unprefixed
 
 SCA = r"detr\.spatial_cross_attention\."
 KEYS = (r"detr\.query_offset", r"detr\.reference_points", r"detr\.spatial_shapes",
@@ -45,7 +46,10 @@ def _aggregator_config(state: dict[str, torch.Tensor], config: dict[str, Any]
     if unknown := sorted(set(config) - AGGREGATOR_OPTIONS - {"name"}):
         raise ValueError(f"aggregator options {unknown} do not apply to a converted "
                          f"Adapt-STformer; known: {sorted(AGGREGATOR_OPTIONS)}")
-    heads = int(config.get("heads", 8))
+    if bad := {k: config[k] for k in ("heads", "levels", "points")
+               if k in config and not (isinstance(config[k], int) and config[k] >= 1)}:
+        raise ValueError(f"aggregator options {bad} must be integers >= 1")
+    heads = config.get("heads", 8)
     per_head, rest = divmod(state["detr.spatial_cross_attention.attention_weights.weight"]
                             .shape[0], heads)
     if rest:
@@ -53,10 +57,9 @@ def _aggregator_config(state: dict[str, torch.Tensor], config: dict[str, Any]
                          f"multiple of {heads} heads (give aggregator: {{heads: H}})")
     levels, points = config.get("levels"), config.get("points")
     if points is None:
-        points = (per_head // int(levels) if levels
+        points = (per_head // levels if levels
                   else AUTHORS_POINTS if per_head % AUTHORS_POINTS == 0 else per_head)
-    levels = int(levels or per_head // int(points))
-    points = int(points)
+    levels = levels or per_head // points
     if levels * points != per_head:
         raise ValueError(f"attention_weights has {heads} heads x {per_head} samples, not "
                          f"{levels} levels x {points} points")
@@ -66,14 +69,15 @@ def _aggregator_config(state: dict[str, torch.Tensor], config: dict[str, Any]
             "frame_reshape": config.get("frame_reshape", "view")}
 
 
+@register_converter("adapt-stformer")
 def adapt_stformer_from_release(release: Any, config: dict[str, Any]) -> SequenceModel:
     state = unprefixed(release)
     require(state, KEYS, "Adapt-STformer (Bev_RGB_Fusion with CCT, SeqGeM and SeqVLAD)",
             ALLOWED)
     enc_cfg, encoder = cct_encoder_from_release(
-        strip_prefix(state, "encoder."), {**config.get("encoder", {}), "output": "tokens"})
+        strip_prefix(state, "encoder."), {**(config.get("encoder") or {}), "output": "tokens"})
     model = SequenceModel({"encoder": enc_cfg,
-                           "aggregator": _aggregator_config(state, config.get("aggregator", {}))},
+                           "aggregator": _aggregator_config(state, config.get("aggregator") or {})},
                           encoder=encoder)
     agg = model.aggregator
     detr = strip_prefix(state, "detr.")
@@ -93,11 +97,6 @@ def adapt_stformer_from_release(release: Any, config: dict[str, Any]) -> Sequenc
         agg.p.copy_(state["seqgem_modified.p"].reshape(()))
     load_seqvlad(agg.vlad, strip_prefix(state, "aggregator."))
     return model.eval()
-
-
-@register_converter("adapt-stformer")
-def convert_adapt_stformer(release: Any, config: dict[str, Any]) -> SequenceModel:
-    return adapt_stformer_from_release(release, config)
 
 
 @register_fixture("gen_adapt", verifies=("cct384", "adapt_stformer"))

@@ -17,10 +17,8 @@ from typing import Any
 
 import torch
 
-from ..models.aggregators.netvlad import NetVLAD
 from ..models.encoders.cct import DEPTH, EMBED, CCTEncoder
-from .netvlad import vlad_from_state
-from .release import require, state_dict_of
+from .release import require
 
 CCT_KEYS = (r"tokenizer\.conv_layers\.0\.0\.weight", r"tokenizer\.conv_layers\.1\.0\.weight",
             r"classifier\.positional_emb", r"classifier\.norm\.(weight|bias)",
@@ -30,13 +28,7 @@ CCT_KEYS = (r"tokenizer\.conv_layers\.0\.0\.weight", r"tokenizer\.conv_layers\.1
 CCT_ALLOWED = (r"classifier\.blocks\.\d+\.(pre_norm|norm1|linear1|linear2)\.(weight|bias)",
                r"classifier\.blocks\.\d+\.self_attn\.(qkv\.weight|proj\.(weight|bias))",
                r"classifier\.attention_pool\.(weight|bias)", r"classifier\.fc\.(weight|bias)")
-SEQVLAD_KEYS = (r"centroids", r"conv\.weight")
 ENCODER_OPTIONS = {"output", "normalize", "freeze_layers", "image_size"}
-
-
-def unprefixed(release: Any) -> dict[str, torch.Tensor]:
-    """The release's tensors with every ``module.`` removed, as the authors' loaders do."""
-    return {k.replace("module.", ""): v for k, v in state_dict_of(release).items()}
 
 
 def cct_encoder_from_release(state: Mapping[str, torch.Tensor], config: dict[str, Any]
@@ -69,10 +61,3 @@ def cct_encoder_from_release(state: Mapping[str, torch.Tensor], config: dict[str
     if image_size != {"cct224": 224, "cct384": 384}[name]:
         enc_cfg["image_size"] = image_size
     return enc_cfg, encoder
-
-
-def load_seqvlad(vlad: NetVLAD, state: Mapping[str, torch.Tensor]) -> None:
-    """The authors' SeqVLAD (``conv.weight`` [K, D, 1] or [K, D, 1, 1], no bias;
-    ``centroids`` [K, D]) into ``vlad`` (vladv1: no bias either)."""
-    require(state, SEQVLAD_KEYS, "SeqVLAD")
-    vlad.load_state_dict(vlad_from_state(state).state_dict())

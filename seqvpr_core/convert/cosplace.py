@@ -24,7 +24,7 @@ import torch
 
 from ..models import SequenceModel
 from . import register_converter, register_fixture
-from .release import cnn_trunk, require, state_dict_of, strip_prefix
+from .release import cnn_trunk, require, strip_prefix, unprefixed
 
 COSPLACE_KEYS = (r"backbone\.\d+\..+", r"aggregation\.1\.p", r"aggregation\.3\.weight",
                  r"aggregation\.3\.bias")
@@ -67,14 +67,14 @@ def _model(encoder: dict[str, Any], encoder_state: dict[str, torch.Tensor],
 
 @register_converter("cosplace")
 def convert_cosplace(release: Any, config: dict[str, Any]) -> SequenceModel:
-    state = {k.replace("module.", ""): v for k, v in state_dict_of(release).items()}
+    state = unprefixed(release)
     encoder, tensors = cosplace_encoder(state, "cosplace", dict(config.get("encoder") or {}))
     return _model(encoder, tensors, config.get("aggregator") or {"name": "none"}, config)
 
 
 @register_converter("jist")
 def convert_jist(release: Any, config: dict[str, Any]) -> SequenceModel:
-    state = {k.replace("module.", ""): v for k, v in state_dict_of(release).items()}
+    state = unprefixed(release)
     outside = sorted(k for k in state if not k.startswith(("model.", "seq_gem.")))
     if outside:
         raise ValueError(f"not a JIST checkpoint (model.*, seq_gem.p): unexpected keys "

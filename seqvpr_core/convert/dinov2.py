@@ -21,7 +21,7 @@ import torch
 from ..models import SequenceModel
 from ..models.encoders.dinov2 import ARCHS, PATCH
 from . import register_converter, register_fixture
-from .release import require, state_dict_of
+from .release import require, unprefixed
 
 KEYS = (r"cls_token", r"pos_embed", r"mask_token", r"patch_embed\.proj\.(weight|bias)",
         r"blocks\.\d+\.(norm1|attn\.qkv|attn\.proj|norm2|mlp\.fc1|mlp\.fc2)\.(weight|bias)",
@@ -45,7 +45,7 @@ def encoder_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 @register_converter("dinov2")
 def convert_dinov2(release: Any, config: dict[str, Any]) -> SequenceModel:
-    state = {k.replace("module.", ""): v for k, v in state_dict_of(release, ()).items()}
+    state = unprefixed(release, ())
     encoder = {"output": "cls", **encoder_config(state), **dict(config.get("encoder") or {})}
     aggregator = config.get("aggregator")
     if not aggregator:

@@ -22,13 +22,14 @@ import torch
 from ..models import SequenceModel
 from ..models.aggregators.netvlad import NetVLAD
 from . import register_converter, register_fixture
-from .release import require, state_dict_of, strip_prefix
+from .release import require, strip_prefix, unprefixed
 
 LOG = logging.getLogger(__name__)
 
 POOL_KEYS = (r"pool\.centroids", r"pool\.conv\.weight")
 VGG16_CONV5_3 = "28.weight"  # encoder index of conv5_3 in VGG-16 features[:-2]
 IMAGE_SIZE = (480, 640)
+SEQVLAD_KEYS = (r"centroids", r"conv\.weight")
 
 
 def vlad_from_state(state: Mapping[str, torch.Tensor]) -> NetVLAD:
@@ -45,6 +46,13 @@ def vlad_from_state(state: Mapping[str, torch.Tensor]) -> NetVLAD:
         own["assign.bias"] = state["conv.bias"]
     vlad.load_state_dict(own)
     return vlad
+
+
+def load_seqvlad(vlad: NetVLAD, state: Mapping[str, torch.Tensor]) -> None:
+    """The authors' SeqVLAD (``conv.weight`` [K, D, 1] or [K, D, 1, 1], no bias;
+    ``centroids`` [K, D]) into ``vlad`` (vladv1: no bias either)."""
+    require(state, SEQVLAD_KEYS, "SeqVLAD")
+    vlad.load_state_dict(vlad_from_state(state).state_dict())
 
 
 def vlad_state(vlad: NetVLAD, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -67,7 +75,7 @@ def init_checks(fixture, state: Mapping[str, torch.Tensor], init: str) -> dict[s
 
 
 def _release_parts(release: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    state = {k.replace("module.", ""): v for k, v in state_dict_of(release).items()}
+    state = unprefixed(release)
     require(state, POOL_KEYS, "Nanne NetVLAD (encoder.*, pool.*)",
             allowed=[r"pool\.conv\.bias", r"encoder\..+"])
     return strip_prefix(state, "encoder."), strip_prefix(state, "pool.")

@@ -23,8 +23,6 @@ import torch
 from . import FIXTURE_RUNNERS, read_release
 
 FILES = ("checkpoint.pth", "io.pt", "fixture.json")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass

@@ -33,6 +33,13 @@ def state_dict_of(release: Any, wrappers: Iterable[str] = ("state_dict", "model_
     return tensors
 
 
+def unprefixed(release: Any, wrappers: Iterable[str] = ("state_dict", "model_state_dict")
+               ) -> dict[str, torch.Tensor]:
+    """:func:`state_dict_of` with every ``module.`` (DataParallel) removed, as the
+    authors' loaders do."""
+    return {k.replace("module.", ""): v for k, v in state_dict_of(release, wrappers).items()}
+
+
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """Keys under ``prefix`` with it removed (``module.`` anywhere it wraps them too)."""
     out = {}

@@ -17,14 +17,14 @@ import torch
 from ..models import SequenceModel
 from ..models.aggregators.fusion import SeqNet
 from . import register_converter, register_fixture
-from .release import require, state_dict_of, strip_prefix
+from .release import require, strip_prefix, unprefixed
 
 KEYS = (r"pool\.0\.conv\.weight", r"pool\.0\.conv\.bias")
 
 
 def head_from_release(release: Any) -> SeqNet:
-    state = state_dict_of(release)
-    require({k.replace("module.", ""): v for k, v in state.items()}, KEYS, "seqNet")
+    state = unprefixed(release)
+    require(state, KEYS, "seqNet")
     conv = strip_prefix(state, "pool.0.conv.")
     out_dim, in_dim, kernel = conv["weight"].shape
     head = SeqNet(in_dim, out_dim, kernel)

@@ -21,8 +21,9 @@ import torch
 
 from ..models import SequenceModel
 from . import register_converter, register_fixture
-from .cct import SEQVLAD_KEYS, cct_encoder_from_release, load_seqvlad, unprefixed
-from .release import require, strip_prefix
+from .cct import cct_encoder_from_release
+from .netvlad import SEQVLAD_KEYS, load_seqvlad
+from .release import require, strip_prefix, unprefixed
 
 TEMPORAL_KEYS = (r"norm\.(weight|bias)", r"blocks\.0\.self_attn\.qkv\.weight")
 TEMPORAL_ALLOWED = (r"positional_emb", r"attention_pool\.(weight|bias)",
@@ -43,14 +44,19 @@ def _temporal_config(temporal: dict[str, torch.Tensor], config: dict[str, Any]
            "relative_positions": "blocks.0.self_attn.rel_pos_t" in temporal}
     if agg["relative_positions"]:
         rel_h, rel_t = (temporal[f"blocks.0.self_attn.rel_pos_{a}"] for a in "ht")
-        agg |= {"window": (rel_h.shape[0] + 1) // 2, "length": (rel_t.shape[0] + 1) // 2,
-                "heads": dim // rel_h.shape[1]}
+        stored = {"window": (rel_h.shape[0] + 1) // 2, "length": (rel_t.shape[0] + 1) // 2,
+                  "heads": dim // rel_h.shape[1]}
+        if clash := {k: config[k] for k in stored if k in config and config[k] != stored[k]}:
+            raise ValueError(f"aggregator options {clash} contradict the release's relative-"
+                             f"position tables, which fix {stored}")
+        agg |= stored
     else:
         agg |= {"window": config.get("window", 6), "length": config.get("length", 5),
                 "heads": config.get("heads", 6)}
     return agg
 
 
+@register_converter("stformer")
 def stformer_from_release(release: Any, config: dict[str, Any]) -> SequenceModel:
     state = unprefixed(release)
     unknown = sorted(k for k in state if not k.startswith(
@@ -63,10 +69,10 @@ def stformer_from_release(release: Any, config: dict[str, Any]) -> SequenceModel
                          "the frames in the spatial branch too), which seqvpr does not build")
     temporal = strip_prefix(state, "encoder.temporal.")
     enc_cfg, encoder = cct_encoder_from_release(
-        spatial, {**config.get("encoder", {}), "output": "tokens+patches"})
+        spatial, {**(config.get("encoder") or {}), "output": "tokens+patches"})
     agg_state = strip_prefix(state, "aggregator.")
     require(agg_state, SEQVLAD_KEYS, "STformer SeqVLAD (aggregator.*)")
-    agg_cfg = _temporal_config(temporal, config.get("aggregator", {}))
+    agg_cfg = _temporal_config(temporal, config.get("aggregator") or {})
     agg_cfg["clusters"] = agg_state["centroids"].shape[0]
     model = SequenceModel({"encoder": enc_cfg, "aggregator": agg_cfg}, encoder=encoder)
     ignored = {"attention_pool.weight", "attention_pool.bias"}
@@ -76,11 +82,6 @@ def stformer_from_release(release: Any, config: dict[str, Any]) -> SequenceModel
         {k: v for k, v in temporal.items() if k not in ignored})
     load_seqvlad(model.aggregator.vlad, agg_state)
     return model.eval()
-
-
-@register_converter("stformer")
-def convert_stformer(release: Any, config: dict[str, Any]) -> SequenceModel:
-    return stformer_from_release(release, config)
 
 
 @register_fixture("gen_stformer", verifies=("cct384", "stformer"))

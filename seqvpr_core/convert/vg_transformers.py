@@ -7,7 +7,7 @@ from a DataParallel TVGNet (``module.`` on every key). What the keys say:
 - ``encoder.*``: a torchvision ResNet-18/50 cut after layer3 (``r*l3``: children
   ``0, 1, 4, 5, 6``) or layer4 (``r*l4``, also ``7``), VGG-16 conv1_1..conv5_3
   (``0`` .. ``28``), or CCT (``tokenizer.*``, ``classifier.*``: TVGNet, mapped by
-  :func:`cct_encoder` in :mod:`.cct`). No ``encoder.*`` (a head-only file): the
+  :func:`~.cct.cct_encoder_from_release`). No ``encoder.*`` (a head-only file): the
   frame encoder comes from ``--config``.
 - ``pooling.1.p``: L2-norm, GeM, flatten (raw frame vectors: the encoder's ``pool:
   gem`` with ``normalize: false``); ``pooling.{centroids,conv.weight}``: NetVLAD
@@ -26,7 +26,6 @@ converted model's ``metric`` is ``l2``. SeqVLAD's are L2-normalised.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import re
 from dataclasses import dataclass
 from inspect import signature
@@ -39,8 +38,9 @@ from ..models import FrameEncoder, SequenceModel, create_aggregator, create_enco
 from ..models.encoders.cnn import CNNEncoder
 from ..models.registry import AGGREGATORS
 from . import register_converter, register_fixture
+from .cct import cct_encoder_from_release
 from .netvlad import init_checks, vlad_from_state, vlad_state
-from .release import cnn_trunk, state_dict_of, strip_prefix
+from .release import cnn_trunk, strip_prefix, unprefixed
 
 Tensors = dict[str, torch.Tensor]
 # Frozen leading trunk modules while training: ResNets before --freeze_layer (layer3 by
@@ -56,12 +56,11 @@ class TVGNetRelease:
 
     @classmethod
     def parse(cls, release: Any) -> TVGNetRelease:
-        state = state_dict_of(release, ("model_state_dict", "state_dict"))
+        state = unprefixed(release, ("model_state_dict", "state_dict"))
         parts = cls(*(strip_prefix(state, f"{name}.")
                       for name in ("encoder", "pooling", "aggregator")))
-        known = {k.replace("module.", "") for k in state
-                 if k.replace("module.", "").startswith(("encoder.", "pooling.", "aggregator."))}
-        unexpected = sorted(set(k.replace("module.", "") for k in state) - known)
+        unexpected = sorted(k for k in state
+                            if not k.startswith(("encoder.", "pooling.", "aggregator.")))
         if unexpected or not (parts.encoder or parts.pooling or parts.aggregator):
             raise ValueError("not a vg-transformers TVGNet checkpoint (module.encoder.*, "
                              f"module.pooling.*, module.aggregator.*): unexpected keys "
@@ -82,22 +81,6 @@ class TVGNetRelease:
     @property
     def is_cct(self) -> bool:
         return any(k.startswith(("tokenizer.", "classifier.")) for k in self.encoder)
-
-
-def cct_encoder(state: Tensors, config: dict[str, Any]) -> tuple[dict[str, Any], FrameEncoder]:
-    """TVGNet's CCT as (seqvpr encoder config, the encoder holding the file's weights).
-
-    ``state``: the file's ``encoder.*`` tensors, prefixes removed (``tokenizer.*``,
-    ``classifier.*``); ``config``: the user's ``--config`` encoder entries plus what
-    the sequence head needs, ``output: tokens`` (SeqVLAD) or ``output: seqpool`` with
-    ``normalize: false`` (CAT/FC: the authors' raw seq-pooled vectors). Provided
-    by ``cct_encoder_from_release`` in :mod:`seqvpr_core.convert.cct`."""
-    if importlib.util.find_spec(f"{__package__}.cct") is None:
-        raise ValueError("TVGNet files with a CCT encoder are not yet supported by this "
-                         "seqvpr (no seqvpr_core.convert.cct); ResNet / VGG-16 TVGNets are")
-    from .cct import cct_encoder_from_release
-
-    return cct_encoder_from_release(state, config)
 
 
 def cnn_pooling(parts: TVGNetRelease) -> tuple[dict[str, Any], Tensors]:
@@ -123,10 +106,10 @@ def frame_encoder(parts: TVGNetRelease, config: dict[str, Any]
     """The encoder config (file and ``--config`` joined) and the encoder holding the
     file's weights (a head-only file: its pooling on the ``--config`` trunk)."""
     user = dict(config.get("encoder") or {})
-    if parts.is_cct:
+    if parts.is_cct:  # CAT/FC: the authors' raw seq-pooled vectors; SeqVLAD: tokens
         head = ({"output": "seqpool", "normalize": False} if parts.aggregation in ("cat", "fc")
                 else {"output": "tokens"})
-        return cct_encoder(parts.encoder, {**user, **head})
+        return cct_encoder_from_release(parts.encoder, {**user, **head})
     if parts.encoder:
         arch = cnn_trunk(parts.encoder)  # trained from layer3 on (--freeze_layer layer3)
         user = {**arch, "image_size": (480, 640), "freeze": FREEZE[arch["name"]], **user}
@@ -229,7 +212,7 @@ def _full_outputs(fixture, parts: TVGNetRelease) -> dict[str, Any]:
     out = {"descriptor": model(_clips(x, clips))}
     encoder = model.encoder
     if encoder.grid is None and parts.is_cct:  # a CAT/FC file: the same CCT's tokens
-        encoder = cct_encoder(parts.encoder, {"output": "tokens"})[1].eval()
+        encoder = cct_encoder_from_release(parts.encoder, {"output": "tokens"})[1].eval()
     for name in fixture.atol:
         rows = re.fullmatch(r"encoder_tokens_frame(\d+)_rows(\d+)_(\d+)", name)
         if rows and encoder.grid is not None:

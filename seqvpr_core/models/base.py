@@ -131,6 +131,7 @@ class Aggregator(nn.Module):
     # grid, "tokens+patches" (a CCT's final and tokenizer tokens side by side,
     # [N, 2C]), or "any" (a global vector counts as a single token).
     input_kind: str = "vector"
+
     @property
     def variable_length(self) -> bool:
         return self.length is None
@@ -176,12 +177,12 @@ def check_compatible(encoder: FrameEncoder, aggregator: Aggregator, encoder_name
             f"aggregator {aggregator_name!r} needs one global vector per frame, but encoder "
             f"{encoder_name!r} gives tokens {tuple(encoder.out_shape)}; pool them in the encoder "
             "(cct*: output='seqpool', dinov2_*: output='cls', resnet*/vgg16: pool='gem') or use "
-            "a token aggregator (seqvlad, stformer, adapt_stformer)")
+            "a token aggregator (seqvlad, adapt_stformer)")
     if kind == "tokens+patches" and getattr(encoder, "output", None) != "tokens+patches":
         raise ValueError(
             f"aggregator {aggregator_name!r} needs each frame's final tokens and its "
             f"tokenizer's tokens side by side; use cct224/cct384 with output='tokens+patches'")
-    if kind in ("tokens", "tokens+patches") and encoder.grid is None:
+    if kind == "tokens" and encoder.grid is None:  # (tokens+patches come with a grid)
         raise ValueError(
             f"aggregator {aggregator_name!r} needs a grid of tokens per frame, but encoder "
             f"{encoder_name!r} gives one {encoder.dim}-d vector; use a token encoder (cct224, "

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import Aggregator
-from ..encoders.cct import FORMATS, CCTBlock, init_linear_and_norm
+from ..encoders.cct import FORMATS, CCTBlock, freeze_te, init_linear_and_norm
 from ..registry import register_aggregator
 from ..weights import read_state_dict
 from .netvlad import NetVLAD
@@ -169,15 +169,11 @@ class TemporalBranch(nn.Module):
                              "more) for the temporal branch")
         self.load_state_dict(taken, strict=False)
 
-    def freeze(self, freeze_te: int | None) -> None:
+    def freeze(self, freeze: int | None) -> None:
         """The authors' ``--freeze_te_tatt``, with the semantics of ``--freeze_te``
-        (``CCTEncoder.freeze``): None/0 trains all; else the norm (and a position
-        table) freeze, and so do blocks 0..freeze_te."""
-        if not freeze_te:
-            return
-        self.requires_grad_(False)
-        for block in self.blocks[freeze_te + 1:]:
-            block.requires_grad_(True)
+        (:func:`~..encoders.cct.freeze_te`): the norm (and a position table) freeze
+        with blocks 0..freeze."""
+        freeze_te(self, self.blocks, freeze, "freeze_temporal")
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """[(B T), N, C] tokenizer tokens -> [(B T), N, C]."""

@@ -102,6 +102,21 @@ class Classifier(nn.Module):
         nn.init.trunc_normal_(self.positional_emb, std=0.2)
 
 
+def freeze_te(module: nn.Module, blocks: nn.ModuleList, freeze: int | None,
+              option: str) -> None:
+    """vg-transformers' ``--freeze_te`` semantics (STformer's and Adapt-STformer's
+    too): None or 0 trains everything; otherwise all of ``module`` is frozen except
+    the ``blocks`` after index ``freeze`` (-1: every block trains; 1: blocks 0 and 1
+    stay frozen). ``option`` names the setting in the error."""
+    if not freeze:
+        return
+    if freeze < -1:
+        raise ValueError(f"{option} must be >= -1, got {freeze}")
+    module.requires_grad_(False)
+    for block in blocks[freeze + 1:]:
+        block.requires_grad_(True)
+
+
 def token_side(image_size: int) -> int:
     """Tokens per side: two (stride-2 conv, stride-2 pool) pairs, each rounding up."""
     side = image_size
@@ -146,18 +161,10 @@ class CCTEncoder(FrameEncoder):
         self.preprocess = Preprocess((image_size, image_size), IMAGENET_MEAN, IMAGENET_STD)
         self.freeze(freeze_layers)
 
-    def freeze(self, freeze_te: int | None) -> None:
-        """vg-transformers' ``--freeze_te`` (as STformer's and Adapt-STformer's):
-        None or 0 trains everything; otherwise the tokenizer, the position table,
-        the final norm and the pooling are frozen, and so are blocks 0..freeze_te
-        (-1: no block; 1: blocks 0 and 1): blocks after ``freeze_te`` train."""
-        if not freeze_te:
-            return
-        if freeze_te < -1:
-            raise ValueError(f"freeze_layers must be >= -1, got {freeze_te}")
-        self.requires_grad_(False)
-        for block in self.classifier.blocks[freeze_te + 1:]:
-            block.requires_grad_(True)
+    def freeze(self, freeze: int | None) -> None:
+        """``--freeze_te`` (:func:`freeze_te`): the tokenizer, the position table, the
+        final norm and the pooling freeze with blocks 0..freeze."""
+        freeze_te(self, self.classifier.blocks, freeze, "freeze_layers")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.classifier
