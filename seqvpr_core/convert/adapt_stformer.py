@@ -76,8 +76,8 @@ def adapt_stformer_from_release(release: Any, config: dict[str, Any]) -> Sequenc
             ALLOWED)
     enc_cfg, encoder = cct_encoder_from_release(
         strip_prefix(state, "encoder."), {**(config.get("encoder") or {}), "output": "tokens"})
-    model = SequenceModel({"encoder": enc_cfg,
-                           "aggregator": _aggregator_config(state, config.get("aggregator") or {})},
+    aggregator = _aggregator_config(state, config.get("aggregator") or {})
+    model = SequenceModel({**config, "encoder": enc_cfg, "aggregator": aggregator},
                           encoder=encoder)
     agg = model.aggregator
     detr = strip_prefix(state, "detr.")
