@@ -32,7 +32,7 @@ MODELS = {
                        "aggregator": "seqvlad"},
     "cct384+stformer": {"encoder": {"name": "cct384", "pretrained": False, "layers": 4,
                                     "output": "tokens+patches"},
-                        "aggregator": {"name": "stformer", "length": 5}},
+                        "aggregator": {"name": "stformer", "length": 5, "pretrained": False}},
     "cct384+adapt_stformer": {"encoder": {"name": "cct384", "pretrained": False, "layers": 4},
                               "aggregator": "adapt_stformer"},
 }

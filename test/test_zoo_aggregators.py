@@ -330,3 +330,16 @@ def test_stformer_temporal_branch_starts_from_a_cct_checkpoint_when_built_pretra
     # --freeze_te_tatt -1: the blocks (and their position tables) train, the norm does not
     assert not temporal.norm.weight.requires_grad
     assert temporal.blocks[0].self_attn.rel_pos_t.requires_grad
+
+
+def test_a_pretrained_stformer_without_a_temporal_checkpoint_is_refused():
+    """Never a silently random temporal branch: pretrained needs its CCT file."""
+    from seqvpr_core.models import SequenceModel
+
+    config = {"encoder": {"name": "cct224", "image_size": 64, "layers": 1,
+                          "output": "tokens+patches", "pretrained": False},
+              "aggregator": {"name": "stformer", "length": 3, "temporal_layers": 1,
+                             "window": 2, "stride": 1, "clusters": 4}}
+    with pytest.raises(FileNotFoundError, match="stformer temporal branch.*pretrained=False"):
+        SequenceModel(config, pretrained=True)
+    assert SequenceModel(config, pretrained=False).aggregator.temporal is not None

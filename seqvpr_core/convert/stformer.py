@@ -74,7 +74,8 @@ def stformer_from_release(release: Any, config: dict[str, Any]) -> SequenceModel
     require(agg_state, SEQVLAD_KEYS, "STformer SeqVLAD (aggregator.*)")
     agg_cfg = _temporal_config(temporal, config.get("aggregator") or {})
     agg_cfg["clusters"] = agg_state["centroids"].shape[0]
-    model = SequenceModel({**config, "encoder": enc_cfg, "aggregator": agg_cfg}, encoder=encoder)
+    model = SequenceModel({**config, "encoder": enc_cfg, "aggregator": agg_cfg}, encoder=encoder,
+                          pretrained=False)  # every tensor comes from the release
     ignored = {"attention_pool.weight", "attention_pool.bias"}
     if agg_cfg["relative_positions"]:
         ignored.add("positional_emb")

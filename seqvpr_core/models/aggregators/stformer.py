@@ -34,7 +34,7 @@ from torch import nn
 from ..base import Aggregator
 from ..encoders.cct import FORMATS, CCTBlock, freeze_te, init_linear_and_norm
 from ..registry import register_aggregator
-from ..weights import read_state_dict
+from ..weights import read_state_dict, weights_to_load
 from .netvlad import NetVLAD
 
 
@@ -236,6 +236,7 @@ def stformer(in_dim: int, grid: tuple[int, int], length: int = 5, heads: int = 6
     pretrained, as the encoder's); ``freeze_temporal``: the authors' --freeze_te_tatt."""
     agg = STformer(length, in_dim, grid, heads, temporal_layers, window, stride,
                    relative_positions, clusters, freeze_temporal)
-    if pretrained and weights is not None:
-        agg.temporal.load_cct(weights)
+    path = weights_to_load("stformer temporal branch", pretrained, weights, FORMATS)
+    if path is not None:
+        agg.temporal.load_cct(path)
     return agg
