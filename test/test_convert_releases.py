@@ -155,7 +155,8 @@ def test_vg_transformers_seqvlad_on_a_cnn_takes_the_map_as_tokens(tmp_path):
     assert d.shape == (1, 64 * 256) and abs(d.norm().item() - 1) < 1e-5
 
 
-def test_mixvpr_release_reads_every_size_from_the_weights():
+@pytest.mark.parametrize("depth", [2, 0])  # mix_depth=0: the authors' MixVPR without mixers
+def test_mixvpr_release_reads_every_size_from_the_weights(depth):
     """A VPRModel of resnet18 cut after layer3 (256 channels, 4x4 grid at 64x64)."""
     torch.manual_seed(4)
     tv = torchvision.models.resnet18(weights=None).eval()
@@ -164,7 +165,7 @@ def test_mixvpr_release_reads_every_size_from_the_weights():
     hw, rows, out_c = 16, 2, 8
     agg = {"channel_proj.weight": torch.randn(out_c, 256) / 16, "channel_proj.bias": torch.zeros(
         out_c), "row_proj.weight": torch.randn(rows, hw), "row_proj.bias": torch.randn(rows)}
-    for i in range(2):
+    for i in range(depth):
         agg |= {f"mix.{i}.mix.0.weight": torch.ones(hw), f"mix.{i}.mix.0.bias": torch.zeros(hw),
                 f"mix.{i}.mix.1.weight": torch.randn(2 * hw, hw) / 4,
                 f"mix.{i}.mix.1.bias": torch.zeros(2 * hw),
@@ -177,7 +178,7 @@ def test_mixvpr_release_reads_every_size_from_the_weights():
     x = model.preprocess(_frames(2, (64, 64)))
     with torch.inference_mode():
         f = tv.layer3(tv.layer2(tv.layer1(tv.maxpool(tv.relu(tv.bn1(tv.conv1(x))))))).flatten(2)
-        for i in range(2):
+        for i in range(depth):
             h = F.layer_norm(f, (hw,), agg[f"mix.{i}.mix.0.weight"], agg[f"mix.{i}.mix.0.bias"])
             h = F.linear(F.relu(F.linear(h, agg[f"mix.{i}.mix.1.weight"],
                                          agg[f"mix.{i}.mix.1.bias"])),

@@ -26,21 +26,25 @@ from ..models.encoders.map_pooling import MixVPRPool
 from . import register_converter, register_fixture
 from .release import cnn_trunk, require, state_dict_of, strip_prefix
 
-HEAD_KEYS = (r"mix\.\d+\.mix\.[013]\.(weight|bias)", r"channel_proj\.(weight|bias)",
-             r"row_proj\.weight")
+HEAD_KEYS = (r"channel_proj\.(weight|bias)", r"row_proj\.weight")
+MIXER_KEYS = (r"mix\.\d+\.mix\.[013]\.(weight|bias)",)  # none with mix_depth=0
 FREEZE = 6  # conv1, bn1, relu, maxpool, layer1, layer2
 
 
 def head_options(state: dict[str, torch.Tensor]) -> tuple[int, int, dict[str, Any]]:
     """(in_channels, H*W, ``pool_options``) of MixVPR aggregator tensors."""
-    require(state, HEAD_KEYS, "MixVPR aggregator", allowed=[r"row_proj\.bias"])
+    require(state, HEAD_KEYS, "MixVPR aggregator", allowed=[r"row_proj\.bias", *MIXER_KEYS])
     out_rows, hw = state["row_proj.weight"].shape
     out_channels, channels = state["channel_proj.weight"].shape
     depth = len({k.split(".")[1] for k in state if k.startswith("mix.")})
-    hidden = state["mix.0.mix.1.weight"].shape[0]
-    ratio = hidden / hw
-    if int(hw * ratio) != hidden:  # the authors' int(hw * mlp_ratio) must give it back
-        ratio = (hidden + 0.5) / hw
+    ratio = 1.0  # no mixers (mix_depth=0): nothing to read it from, nothing it changes
+    if depth:
+        if "mix.0.mix.1.weight" not in state:
+            raise ValueError("not a MixVPR aggregator checkpoint: no mix.0.mix.1.weight")
+        hidden = state["mix.0.mix.1.weight"].shape[0]
+        ratio = hidden / hw
+        if int(hw * ratio) != hidden:  # the authors' int(hw * mlp_ratio) must give it back
+            ratio = (hidden + 0.5) / hw
     return channels, hw, {"out_channels": out_channels, "mix_depth": depth,
                           "mlp_ratio": ratio, "out_rows": out_rows,
                           "row_bias": "row_proj.bias" in state}
