@@ -206,6 +206,29 @@ def test_dinov2_release_reads_its_depth_and_needs_a_head_for_tokens():
         convert("dinov2", JIST)
 
 
+
+def test_dinov2_release_reads_its_position_grid(tmp_path):
+    """A model built with another img_size has another position table (224: 16x16); the
+    converter reads its side from pos_embed instead of assuming the released 37x37."""
+    state = torch.load(REFERENCE / "dinov2_vits14" / "checkpoint.pth", weights_only=True)
+    grid, dim = 16, state["cls_token"].shape[-1]
+    constant = torch.randn(dim)
+    table = torch.cat([torch.randn(1, dim), constant.expand(grid * grid, dim)])[None]
+    path = tmp_path / "dinov2_img224.pth"
+    torch.save(state | {"pos_embed": table}, path)
+    model = convert("dinov2", path, {"encoder": {"image_size": [grid * 14, grid * 14]}})
+    assert model.config["encoder"]["pos_grid"] == grid
+    assert model.encode_frames(_frames(1, (grid * 14, grid * 14))).shape == (1, dim)
+    with torch.no_grad():
+        # at its own grid the table is used as stored; elsewhere it is resized from 16x16
+        assert torch.equal(model.encoder.position_embedding(grid, grid), table)
+        resized = model.encoder.position_embedding(5, 7)
+    assert resized.shape == (1, 1 + 5 * 7, dim) and torch.equal(resized[0, 0], table[0, 0])
+    torch.testing.assert_close(resized[0, 1:], constant.expand(5 * 7, dim))
+    torch.save(state | {"pos_embed": torch.randn(1, 1 + grid * (grid + 1), dim)}, path)
+    with pytest.raises(ValueError, match="not a square grid"):
+        convert("dinov2", path)
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "seqvpr_core.cli.main", *args],
                           capture_output=True, text=True, timeout=600)

@@ -4,15 +4,17 @@
 strictly: ``cls_token``, ``pos_embed`` [1, 1 + 37*37, C], ``mask_token``,
 ``patch_embed.proj.*``, ``blocks.{i}.{norm1, attn.qkv, attn.proj, ls1.gamma, norm2,
 mlp.fc1, mlp.fc2, ls2.gamma}.*``, ``norm.*``. The width picks ViT-S (384) or ViT-B
-(768); the number of blocks is read from the file (``layers``). Register-token
-(``*_reg4``) and ViT-L/g (SwiGLU) releases are not supported. The converted model
-is the backbone plus ``--config``'s head: by default the CLS token (L2-normalised)
-and single-frame retrieval (``none``); ``encoder: {output: tokens}`` feeds a token
-aggregator (e.g. ``seqvlad``).
+(768); the number of blocks (``layers``) and the side of the position table
+(``pos_grid``: 37 in the released files, a model built with ``img_size`` 518) are read
+from the file. Register-token (``*_reg4``) and ViT-L/g (SwiGLU) releases are not
+supported. The converted model is the backbone plus ``--config``'s head: by default
+the CLS token (L2-normalised) and single-frame retrieval (``none``);
+``encoder: {output: tokens}`` feeds a token aggregator (e.g. ``seqvlad``).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -39,7 +41,11 @@ def encoder_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
         raise ValueError(f"no DINOv2 ViT of width {width} here: {sorted(NAME_BY_WIDTH)} "
                          "(ViT-S/14, ViT-B/14)")
     depth = len({int(k.split(".")[1]) for k in state if k.startswith("blocks.")})
-    return {"name": NAME_BY_WIDTH[width], "layers": depth,
+    positions = state["pos_embed"].shape[1] - 1  # CLS entry, then a square patch grid
+    side = math.isqrt(positions)
+    if side * side != positions:
+        raise ValueError(f"pos_embed holds {positions} patch positions, not a square grid")
+    return {"name": NAME_BY_WIDTH[width], "layers": depth, "pos_grid": side,
             "trainable_blocks": min(4, depth)}
 
 

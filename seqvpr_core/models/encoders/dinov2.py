@@ -2,9 +2,10 @@
 
 Oquab et al., "DINOv2: Learning Robust Visual Features without Supervision",
 TMLR 2024. A plain ViT with 14-pixel patches, LayerScale and a learned position
-embedding for a 37x37 grid (518-pixel training crops), resized to any input whose
-sides are multiples of 14 as the authors' ``interpolate_pos_encoding`` does:
-bicubic, with scale factors ((rows + 0.1) / 37, (cols + 0.1) / 37) rather than the
+embedding for a square G x G grid (``pos_grid``: 37 for the released 518-pixel training
+crops; a model built with another ``img_size`` has another), resized to any input
+whose sides are multiples of 14 as the authors' ``interpolate_pos_encoding`` does:
+bicubic, with scale factors ((rows + 0.1) / G, (cols + 0.1) / G) rather than the
 output size (``interpolate_offset``; 0 resizes to the size) and no antialiasing
 (``interpolate_antialias``). Parameter names are those of the official
 ``dinov2_vit{s,b}14_pretrain.pth`` files (``cls_token``, ``pos_embed``,
@@ -30,7 +31,7 @@ from ..weights import load_exact, read_state_dict, weights_to_load
 from .cnn import IMAGENET_MEAN, IMAGENET_STD
 
 PATCH = 14
-PRETRAIN_GRID = 37  # 518 / 14
+PRETRAIN_GRID = 37  # 518 / 14: the released files' position table
 FORMATS = "the official DINOv2 state_dict (dinov2_vit*14_pretrain.pth)"
 ARCHS = {"dinov2_vits14": (384, 12, 6), "dinov2_vitb14": (768, 12, 12)}  # dim, depth, heads
 
@@ -50,7 +51,7 @@ class DinoV2Encoder(FrameEncoder):
     def __init__(self, name: str, image_size: tuple[int, int] = (224, 224),
                  trainable_blocks: int = 4, output: str = "tokens", layers: int | None = None,
                  normalize: bool = True, interpolate_offset: float = 0.1,
-                 interpolate_antialias: bool = False) -> None:
+                 interpolate_antialias: bool = False, pos_grid: int = PRETRAIN_GRID) -> None:
         super().__init__()
         dim, full_depth, heads = ARCHS[name]
         depth = full_depth if layers is None else int(layers)
@@ -60,6 +61,8 @@ class DinoV2Encoder(FrameEncoder):
                              f"e.g. {(h // PATCH * PATCH or PATCH, w // PATCH * PATCH or PATCH)}")
         if output not in ("tokens", "cls"):
             raise ValueError(f"output must be 'tokens' or 'cls', got {output!r}")
+        if pos_grid < 1:
+            raise ValueError(f"pos_grid must be a positive grid side, got {pos_grid}")
         if not 1 <= depth <= full_depth:
             raise ValueError(f"layers must be 1..{full_depth} blocks, got {layers}")
         if not 0 <= trainable_blocks <= depth:
@@ -68,7 +71,8 @@ class DinoV2Encoder(FrameEncoder):
         self.interpolate_offset, self.interpolate_antialias = interpolate_offset, \
             interpolate_antialias
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + PRETRAIN_GRID ** 2, dim))
+        self.pos_grid = int(pos_grid)
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.pos_grid ** 2, dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
         # Used only by DINOv2's masked-image pre-training; kept so the file loads strictly.
@@ -88,14 +92,15 @@ class DinoV2Encoder(FrameEncoder):
             p.requires_grad_(False)
 
     def position_embedding(self, rows: int, cols: int) -> torch.Tensor:
-        """[1, 1 + rows*cols, C]: the 37x37 table resized to the input's patch grid,
-        as the authors' ``interpolate_pos_encoding``."""
+        """[1, 1 + rows*cols, C]: the pos_grid x pos_grid table resized to the input's
+        patch grid, as the authors' ``interpolate_pos_encoding``."""
         cls_pos, patch_pos = self.pos_embed[:, :1], self.pos_embed[:, 1:]
-        if (rows, cols) != (PRETRAIN_GRID, PRETRAIN_GRID):
-            grid = patch_pos.reshape(1, PRETRAIN_GRID, PRETRAIN_GRID, -1).permute(0, 3, 1, 2)
+        side = self.pos_grid
+        if (rows, cols) != (side, side):
+            grid = patch_pos.reshape(1, side, side, -1).permute(0, 3, 1, 2)
             if self.interpolate_offset:  # the scale factor also sets the sampling grid
-                resize = {"scale_factor": ((rows + self.interpolate_offset) / PRETRAIN_GRID,
-                                           (cols + self.interpolate_offset) / PRETRAIN_GRID)}
+                resize = {"scale_factor": ((rows + self.interpolate_offset) / side,
+                                           (cols + self.interpolate_offset) / side)}
             else:
                 resize = {"size": (rows, cols)}
             grid = F.interpolate(grid.float(), mode="bicubic",
@@ -134,23 +139,23 @@ def _dinov2(name: str, pretrained: bool, weights: str | None, **kw) -> DinoV2Enc
 def dinov2_vits14(pretrained: bool = False, weights: str | None = None,
                   image_size: tuple[int, int] = (224, 224), trainable_blocks: int = 4,
                   output: str = "tokens", layers: int | None = None, normalize: bool = True,
-                  interpolate_offset: float = 0.1, interpolate_antialias: bool = False
-                  ) -> DinoV2Encoder:
+                  interpolate_offset: float = 0.1, interpolate_antialias: bool = False,
+                  pos_grid: int = PRETRAIN_GRID) -> DinoV2Encoder:
     """DINOv2 ViT-S/14 (384-d, 12 blocks); ``weights``: dinov2_vits14_pretrain.pth."""
     return _dinov2("dinov2_vits14", pretrained, weights, image_size=tuple(image_size),
                    trainable_blocks=trainable_blocks, output=output, layers=layers,
                    normalize=normalize, interpolate_offset=interpolate_offset,
-                   interpolate_antialias=interpolate_antialias)
+                   interpolate_antialias=interpolate_antialias, pos_grid=pos_grid)
 
 
 @register_encoder()
 def dinov2_vitb14(pretrained: bool = False, weights: str | None = None,
                   image_size: tuple[int, int] = (224, 224), trainable_blocks: int = 4,
                   output: str = "tokens", layers: int | None = None, normalize: bool = True,
-                  interpolate_offset: float = 0.1, interpolate_antialias: bool = False
-                  ) -> DinoV2Encoder:
+                  interpolate_offset: float = 0.1, interpolate_antialias: bool = False,
+                  pos_grid: int = PRETRAIN_GRID) -> DinoV2Encoder:
     """DINOv2 ViT-B/14 (768-d, 12 blocks); ``weights``: dinov2_vitb14_pretrain.pth."""
     return _dinov2("dinov2_vitb14", pretrained, weights, image_size=tuple(image_size),
                    trainable_blocks=trainable_blocks, output=output, layers=layers,
                    normalize=normalize, interpolate_offset=interpolate_offset,
-                   interpolate_antialias=interpolate_antialias)
+                   interpolate_antialias=interpolate_antialias, pos_grid=pos_grid)
