@@ -149,10 +149,30 @@ def test_stformer_config_may_not_contradict_the_relative_position_tables():
     from seqvpr_core.convert.stformer import stformer_from_release
 
     release = read_release(REFERENCE / "stformer" / "checkpoint.pth")
-    with pytest.raises(ValueError, match=r"\{'length': 10\} contradict"):
-        stformer_from_release(release, {"aggregator": {"length": 10}})
+    with pytest.raises(ValueError, match=r"\{'temporal_frames': 4\} contradict"):
+        stformer_from_release(release, {"aggregator": {"temporal_frames": 4}})
+    with pytest.raises(ValueError, match="length 7 is not a multiple of the 5 frames"):
+        stformer_from_release(release, {"aggregator": {"length": 7}})
     model = stformer_from_release(release, {"aggregator": {"length": 5, "stride": 3}})
     assert model.fixed_length == 5
+
+
+def test_a_converted_stformer_takes_windows_of_several_attention_spans():
+    """The authors' --seq_length 10 on a release whose attention spans 5 frames: each
+    5 consecutive frames attend among themselves, SeqVLAD pools all 10."""
+    from seqvpr_core.convert.stformer import stformer_from_release
+
+    release = read_release(REFERENCE / "stformer" / "checkpoint.pth")
+    five = stformer_from_release(release, {})
+    ten = stformer_from_release(release, {"aggregator": {"length": 10}})
+    assert ten.fixed_length == 10 and ten.config["aggregator"]["temporal_frames"] == 5
+    io, frames = _frames("stformer")
+    with torch.inference_mode():
+        feats = five.encode_frames(frames)[io["clip_index"]]  # [2, 5, N, 2C]
+        _, temporal = five.aggregator.branches(feats)
+        _, both_temporal = ten.aggregator.branches(feats.flatten(0, 1)[None])
+        assert ten.aggregate(feats.flatten(0, 1)[None]).shape == (1, five.descriptor_dim)
+    torch.testing.assert_close(both_temporal[0], temporal.flatten(0, 1))
 
 
 def test_converted_adapt_stformer_takes_any_window_length(tmp_path):
@@ -223,3 +243,4 @@ def test_a_config_whose_model_is_not_a_mapping_is_refused_naming_it(tmp_path):
     assert done.returncode == 2, done.stderr
     assert f"--config {config}: model must hold a mapping" in done.stderr
     assert not (tmp_path / "m.pt").exists()
+

@@ -5,9 +5,12 @@ loads it strictly): ``encoder.spatial.{tokenizer, classifier}.*`` (a CCT),
 ``encoder.temporal.{positional_emb, attention_pool, blocks.<i>, norm}.*`` (the
 space-time branch; with relative positions each block has
 ``self_attn.rel_pos_{h,w,t}``) and ``aggregator.{conv.weight, centroids}``
-(SeqVLAD). The depths come from the block keys, the window size, the window
-length and the heads from the relative-position tables ([2k-1, C/heads] and
-[2L-1, C/heads]); the stride (3) is not stored: ``--config`` may name another.
+(SeqVLAD). The depths come from the block keys, the window size, the frames the
+space-time attention spans (the authors' fixed 5) and the heads from the
+relative-position tables ([2k-1, C/heads] and [2T-1, C/heads]); the window length
+L defaults to T, and ``--config`` may name a multiple (the authors' ``--seq_length
+10``: the attention runs on each 5 consecutive frames, SeqVLAD pools all 10). The
+stride (3) is not stored: ``--config`` may name another.
 The temporal branch's ``positional_emb`` (with relative positions) and both
 ``attention_pool`` layers are stored but unused by the authors' forward.
 """
@@ -29,7 +32,7 @@ TEMPORAL_KEYS = (r"norm\.(weight|bias)", r"blocks\.0\.self_attn\.qkv\.weight")
 TEMPORAL_ALLOWED = (r"positional_emb", r"attention_pool\.(weight|bias)",
                     r"blocks\.\d+\.(pre_norm|norm1|linear1|linear2)\.(weight|bias)",
                     r"blocks\.\d+\.self_attn\.(qkv\.weight|proj\.(weight|bias)|rel_pos_[hwt])")
-AGGREGATOR_OPTIONS = {"stride", "length", "window", "heads"}
+AGGREGATOR_OPTIONS = {"stride", "length", "window", "heads", "temporal_frames"}
 
 
 def _temporal_config(temporal: dict[str, torch.Tensor], config: dict[str, Any]
@@ -44,15 +47,21 @@ def _temporal_config(temporal: dict[str, torch.Tensor], config: dict[str, Any]
            "relative_positions": "blocks.0.self_attn.rel_pos_t" in temporal}
     if agg["relative_positions"]:
         rel_h, rel_t = (temporal[f"blocks.0.self_attn.rel_pos_{a}"] for a in "ht")
-        stored = {"window": (rel_h.shape[0] + 1) // 2, "length": (rel_t.shape[0] + 1) // 2,
-                  "heads": dim // rel_h.shape[1]}
+        stored = {"window": (rel_h.shape[0] + 1) // 2,
+                  "temporal_frames": (rel_t.shape[0] + 1) // 2, "heads": dim // rel_h.shape[1]}
         if clash := {k: config[k] for k in stored if k in config and config[k] != stored[k]}:
             raise ValueError(f"aggregator options {clash} contradict the release's relative-"
                              f"position tables, which fix {stored}")
         agg |= stored
     else:
-        agg |= {"window": config.get("window", 6), "length": config.get("length", 5),
+        agg |= {"window": config.get("window", 6),
+                "temporal_frames": config.get("temporal_frames", 5),
                 "heads": config.get("heads", 6)}
+    agg["length"] = length = config.get("length", agg["temporal_frames"])
+    if length % agg["temporal_frames"]:
+        raise ValueError(f"aggregator length {length} is not a multiple of the "
+                         f"{agg['temporal_frames']} frames the release's space-time attention "
+                         "spans")
     return agg
 
 
@@ -90,8 +99,8 @@ def run_fixture(fixture) -> dict[str, torch.Tensor]:
     """Branch outputs and the descriptor of a ``gen_stformer`` fixture: per-frame
     token means of both branches, ``temporal_clip{c}_frame{f}_rows{a}_{b}`` (grid
     rows a and b of one frame) and ``descriptor``, on ``clip_index``."""
-    model = stformer_from_release(fixture.release(), {})
     clips = fixture.io["clip_index"]
+    model = stformer_from_release(fixture.release(), {"aggregator": {"length": clips.shape[1]}})
     with torch.inference_mode():
         feats = model.encode_frames(fixture.frames_nhwc())[clips]
         spatial, temporal = model.aggregator.branches(feats)

@@ -16,8 +16,10 @@ Both branches start from the same CCT tokenizer output of each frame:
   q.R_w[dx] + q.R_t[dt], which depend on the query (with relative positions the
   branch adds no position table).
 
-SeqVLAD pools the L*N summed tokens. L is fixed (the authors' 5): the time table
-spans its offsets and the windows mix exactly L frames.
+SeqVLAD pools the L*N summed tokens. L is fixed: the space-time attention spans
+``temporal_frames`` frames (the authors' hard-coded 5, which the time table's
+offsets fix) and a window of L = k * 5 frames, as the authors' ``--seq_length 10``
+runs, attends within each run of 5 consecutive frames; SeqVLAD still pools all L.
 
 Streaming split: the tokenizer and the spatial branch see one frame, so they run
 in the frame encoder (``cct*`` with ``output='tokens+patches'``) and are cached
@@ -185,21 +187,26 @@ class TemporalBranch(nn.Module):
 
 class STformer(Aggregator):
     """[B, L, N, 2C] (each frame's spatial-branch tokens and tokenizer tokens, as
-    ``cct*`` with ``output='tokens+patches'`` gives them) -> [B, K*C]."""
+    ``cct*`` with ``output='tokens+patches'`` gives them) -> [B, K*C]. The temporal
+    attention spans ``temporal_frames`` frames (default L); L must be a multiple."""
 
     input_kind = "tokens+patches"
 
     def __init__(self, length: int, in_dim: int, grid: tuple[int, int], heads: int = 6,
                  temporal_layers: int = 4, window: int = 6, stride: int = 3,
                  relative_positions: bool = True, clusters: int = 64,
-                 freeze_temporal: int | None = None) -> None:
+                 freeze_temporal: int | None = None, temporal_frames: int | None = None
+                 ) -> None:
         super().__init__()
-        if length < 1:
-            raise ValueError(f"stformer needs a window length >= 1, got {length}")
+        span = int(temporal_frames or length)
+        if length < 1 or span < 1 or length % span:
+            raise ValueError(f"stformer needs a window length that is a positive multiple of "
+                             f"the {span} frames its space-time attention spans, got {length}")
         if in_dim % 2:
             raise ValueError(f"stformer takes [N, 2C] frame features, got {in_dim} channels")
         self.length, self.grid, self.dim = int(length), tuple(grid), in_dim // 2
-        self.temporal = TemporalBranch(self.dim, heads, temporal_layers, self.length,
+        # [(B L), N, C] frames in (b s) order: the attention takes runs of `span` frames
+        self.temporal = TemporalBranch(self.dim, heads, temporal_layers, span,
                                        self.grid, window, stride, relative_positions)
         self.temporal.freeze(freeze_temporal)
         self.vlad = NetVLAD(self.dim, clusters)
@@ -228,14 +235,16 @@ class STformer(Aggregator):
 def stformer(in_dim: int, grid: tuple[int, int], length: int = 5, heads: int = 6,
              temporal_layers: int = 4, window: int = 6, stride: int = 3,
              relative_positions: bool = True, clusters: int = 64,
-             freeze_temporal: int | None = None, pretrained: bool = False,
-             weights: str | None = None) -> STformer:
+             freeze_temporal: int | None = None, temporal_frames: int | None = None,
+             pretrained: bool = False, weights: str | None = None) -> STformer:
     """STformer (the authors' defaults): L = 5, 4 space-time CCT blocks of 6 heads
     on 6x6 windows with stride 3, relative positions, SeqVLAD K = 64. ``weights``:
     a CCT-14 checkpoint the temporal blocks start from (read when the model is built
-    pretrained, as the encoder's); ``freeze_temporal``: the authors' --freeze_te_tatt."""
+    pretrained, as the encoder's); ``freeze_temporal``: the authors' --freeze_te_tatt;
+    ``temporal_frames``: the frames one space-time attention spans (default L; the
+    authors fix 5 and run --seq_length 10 as two runs of 5)."""
     agg = STformer(length, in_dim, grid, heads, temporal_layers, window, stride,
-                   relative_positions, clusters, freeze_temporal)
+                   relative_positions, clusters, freeze_temporal, temporal_frames)
     path = weights_to_load("stformer temporal branch", pretrained, weights, FORMATS)
     if path is not None:
         agg.temporal.load_cct(path)
