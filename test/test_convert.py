@@ -244,3 +244,25 @@ def test_a_config_whose_model_is_not_a_mapping_is_refused_naming_it(tmp_path):
     assert f"--config {config}: model must hold a mapping" in done.stderr
     assert not (tmp_path / "m.pt").exists()
 
+
+def test_a_converted_cct_runs_frames_of_any_size_its_position_grid_fits():
+    """The authors' CCT takes any frame size whose token grid matches its position table
+    (380 x 372 -> 24 x 24): named in --config, such frames are encoded as they are, not
+    resized to 384 x 384; another grid resizes the table."""
+    path = REFERENCE / "vgt_tvgnet_cct384_seqvlad" / "checkpoint.pth"
+    square = convert("vg-transformers", path)
+    odd = convert("vg-transformers", path, {"encoder": {"image_size": [380, 372]}})
+    assert tuple(odd.config["encoder"]["image_size"]) == (380, 372)
+    assert odd.encoder.grid == (24, 24) and odd.encoder.preprocess.size == (380, 372)
+    assert torch.equal(odd.encoder.classifier.positional_emb,
+                       square.encoder.classifier.positional_emb)
+    frames = np.random.default_rng(1).integers(0, 255, (1, 380, 372, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        ours = odd.encode_frames(frames)
+        unresized = square.encoder(odd.preprocess(frames))
+        resized = square.encode_frames(frames)
+    torch.testing.assert_close(ours, unresized)
+    assert (ours - resized).abs().max() > 0.1
+    wide = convert("vg-transformers", path, {"encoder": {"image_size": [224, 320]}})
+    assert wide.encoder.grid == (14, 20)
+    assert wide.encoder.classifier.positional_emb.shape == (1, 280, 384)

@@ -6,6 +6,9 @@ All three build CCT-14/7x2 with the Compact-Transformers module names
 truncated to ``trunc_te`` blocks: :func:`cct_encoder_from_release` reads the depth
 from the block keys and the input size from the position table (24 x 24 tokens:
 384 x 384 frames; 14 x 14: 224 x 224), so any depth and either size converts.
+``image_size`` (S or [H, W]) names the frames the model was trained on: any size
+with the table's grid (e.g. 380 x 372: 24 x 24 tokens, as the authors' code runs
+it) keeps the table; another grid resizes it.
 :mod:`.vg_transformers` (TVGNet), :mod:`.stformer` and :mod:`.adapt_stformer` call it.
 """
 
@@ -36,7 +39,8 @@ def cct_encoder_from_release(state: Mapping[str, torch.Tensor], config: dict[str
     """(encoder config, the encoder with the weights) from a CCT state dict in the
     authors' layout (keys from ``tokenizer.`` / ``classifier.`` on). Depth and input
     size come from the shapes; ``config`` adds options (``output``, ``normalize``,
-    ``freeze_layers``) and may name another ``image_size`` (the table is resized)."""
+    ``freeze_layers``) and may name another ``image_size``, S or [H, W] (another token
+    grid resizes the table)."""
     require(state, CCT_KEYS, "CCT-14/7x2", CCT_ALLOWED)
     pos = state["classifier.positional_emb"]
     if pos.shape[-1] != EMBED:
@@ -54,10 +58,14 @@ def cct_encoder_from_release(state: Mapping[str, torch.Tensor], config: dict[str
         raise ValueError(f"encoder options {unknown} do not apply to a converted CCT; "
                          f"known: {sorted(ENCODER_OPTIONS)}")
     name = "cct224" if side == 14 else "cct384"
-    image_size = int(options.pop("image_size", 16 * side))
-    encoder = CCTEncoder(name, image_size, len(blocks), **options)
+    size = options.pop("image_size", 16 * side)
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+        raise ValueError(f"encoder image_size must be S or [H, W] in pixels, got {size}")
+    encoder = CCTEncoder(name, size, len(blocks), **options)
     encoder.load_state(dict(state), "the CCT of the release")
     enc_cfg = {"name": name, "layers": len(blocks), **options}
-    if image_size != {"cct224": 224, "cct384": 384}[name]:
-        enc_cfg["image_size"] = image_size
+    default = {"cct224": 224, "cct384": 384}[name]
+    if size != (default, default):
+        enc_cfg["image_size"] = size[0] if size[0] == size[1] else list(size)
     return enc_cfg, encoder

@@ -100,7 +100,9 @@ def run_fixture(fixture) -> dict[str, torch.Tensor]:
     token means of both branches, ``temporal_clip{c}_frame{f}_rows{a}_{b}`` (grid
     rows a and b of one frame) and ``descriptor``, on ``clip_index``."""
     clips = fixture.io["clip_index"]
-    model = stformer_from_release(fixture.release(), {"aggregator": {"length": clips.shape[1]}})
+    size = list(fixture.io["frames_u8"].shape[-2:])  # stored at the model's input size
+    model = stformer_from_release(fixture.release(), {"encoder": {"image_size": size},
+                                                      "aggregator": {"length": clips.shape[1]}})
     with torch.inference_mode():
         feats = model.encode_frames(fixture.frames_nhwc())[clips]
         spatial, temporal = model.aggregator.branches(feats)

@@ -206,13 +206,16 @@ def _clips(features: torch.Tensor, clips: torch.Tensor) -> torch.Tensor:
 
 def _full_outputs(fixture, parts: TVGNetRelease) -> dict[str, Any]:
     clips = fixture.io["clip_index"]
-    config = {"aggregator": {"length": clips.shape[1]}}
+    size = list(fixture.io["frames_u8"].shape[-2:])  # stored at the model's input size
+    config = {"aggregator": {"length": clips.shape[1]},
+              "encoder": {"image_size": size} if parts.is_cct else {}}
     model = build(parts, config).eval()
     x = model.preprocess(fixture.frames_nhwc())
     out = {"descriptor": model(_clips(x, clips))}
     encoder = model.encoder
     if encoder.grid is None and parts.is_cct:  # a CAT/FC file: the same CCT's tokens
-        encoder = cct_encoder_from_release(parts.encoder, {"output": "tokens"})[1].eval()
+        encoder = cct_encoder_from_release(parts.encoder, {**config["encoder"],
+                                                           "output": "tokens"})[1].eval()
     for name in fixture.atol:
         rows = re.fullmatch(r"encoder_tokens_frame(\d+)_rows(\d+)_(\d+)", name)
         if rows and encoder.grid is not None:

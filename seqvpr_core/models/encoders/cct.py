@@ -125,25 +125,27 @@ def token_side(image_size: int) -> int:
     return side
 
 
-def resize_positions(pos: torch.Tensor, side: int) -> torch.Tensor:
-    """A [1, s*s, C] position table on another grid, [1, side*side, C]; bilinear, as
+def resize_positions(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """A [1, s*s, C] position table on another (h, w) grid, [1, h*w, C]; bilinear, as
     the authors' ``pe_check`` (timm's ``resize_pos_embed``) does."""
     src = int(math.isqrt(pos.shape[1]))
     if src * src != pos.shape[1]:
         raise ValueError(f"position table of {pos.shape[1]} tokens is not a square grid")
-    grid = pos.reshape(1, src, src, -1).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=(side, side), mode="bilinear", align_corners=False)
-    return grid.permute(0, 2, 3, 1).reshape(1, side * side, -1).to(pos.dtype)
+    table = pos.reshape(1, src, src, -1).permute(0, 3, 1, 2).float()
+    table = F.interpolate(table, size=grid, mode="bilinear", align_corners=False)
+    return table.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1).to(pos.dtype)
 
 
 class CCTEncoder(FrameEncoder):
-    """[B, 3, S, S] -> tokens [B, N, 384] (N = (S/16)^2), a pooled [B, 384], or
-    tokens and tokenizer tokens [B, N, 768] (``output``)."""
+    """[B, 3, H, W] -> tokens [B, N, 384] (N = ceil(H/16) * ceil(W/16)), a pooled
+    [B, 384], or tokens and tokenizer tokens [B, N, 768] (``output``). ``image_size``:
+    S (square) or (H, W); the authors' CCT runs any size whose grid its table fits."""
 
     exportable = True  # ONNX Runtime: about 1.3x faster per frame on a CPU core
 
-    def __init__(self, name: str, image_size: int, layers: int = DEPTH, output: str = "tokens",
-                 freeze_layers: int | None = None, normalize: bool = False) -> None:
+    def __init__(self, name: str, image_size: int | tuple[int, int], layers: int = DEPTH,
+                 output: str = "tokens", freeze_layers: int | None = None,
+                 normalize: bool = False) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -151,14 +153,16 @@ class CCTEncoder(FrameEncoder):
             raise ValueError(f"layers must be 1..{DEPTH}, got {layers}")
         if normalize and output != "seqpool":
             raise ValueError("normalize applies to output='seqpool' only")
-        side = token_side(image_size)
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.token_grid = (token_side(size[0]), token_side(size[1]))
         self.name, self.output, self.normalize = name, output, normalize
         self.tokenizer = Tokenizer(EMBED)
-        self.classifier = Classifier(side * side, layers, output == "seqpool")
+        self.classifier = Classifier(self.token_grid[0] * self.token_grid[1], layers,
+                                     output == "seqpool")
         self.dim = 2 * EMBED if output == "tokens+patches" else EMBED
         if output != "seqpool":
-            self.grid = (side, side)
-        self.preprocess = Preprocess((image_size, image_size), IMAGENET_MEAN, IMAGENET_STD)
+            self.grid = self.token_grid
+        self.preprocess = Preprocess(size, IMAGENET_MEAN, IMAGENET_STD)
         self.freeze(freeze_layers)
 
     def freeze(self, freeze: int | None) -> None:
@@ -187,7 +191,7 @@ class CCTEncoder(FrameEncoder):
         state = dict(state)
         pos = state.get("classifier.positional_emb")
         if pos is not None and pos.shape != self.classifier.positional_emb.shape:
-            state["classifier.positional_emb"] = resize_positions(pos, self.grid_side)
+            state["classifier.positional_emb"] = resize_positions(pos, self.token_grid)
         n = len(self.classifier.blocks)
         ignored = {k for k in state if k.startswith("classifier.fc.")
                    or (k.startswith("classifier.blocks.") and int(k.split(".")[2]) >= n)
@@ -195,16 +199,12 @@ class CCTEncoder(FrameEncoder):
                        and k.startswith("classifier.attention_pool."))}
         load_exact(self, state, source, ignored)
 
-    @property
-    def grid_side(self) -> int:
-        return int(math.isqrt(self.classifier.positional_emb.shape[1]))
-
     def load_weights(self, path: str | os.PathLike) -> None:
         self.load_state(read_state_dict(path, self.name, FORMATS), path)
 
 
-def _cct(name: str, size: int, pretrained: bool, weights: str | None, image_size: int | None,
-         **kw) -> CCTEncoder:
+def _cct(name: str, size: int, pretrained: bool, weights: str | None,
+         image_size: int | tuple[int, int] | None, **kw) -> CCTEncoder:
     enc = CCTEncoder(name, image_size or size, **kw)
     if path := weights_to_load(name, pretrained, weights, FORMATS):
         enc.load_weights(path)
@@ -212,8 +212,9 @@ def _cct(name: str, size: int, pretrained: bool, weights: str | None, image_size
 
 
 @register_encoder()
-def cct224(pretrained: bool = False, weights: str | None = None, image_size: int | None = None,
-           layers: int = DEPTH, output: str = "tokens", freeze_layers: int | None = None,
+def cct224(pretrained: bool = False, weights: str | None = None,
+           image_size: int | tuple[int, int] | None = None, layers: int = DEPTH,
+           output: str = "tokens", freeze_layers: int | None = None,
            normalize: bool = False) -> CCTEncoder:
     """CCT-14/7x2 at 224x224: 196 tokens of 384-d."""
     return _cct("cct224", 224, pretrained, weights, image_size, layers=layers, output=output,
@@ -221,8 +222,9 @@ def cct224(pretrained: bool = False, weights: str | None = None, image_size: int
 
 
 @register_encoder()
-def cct384(pretrained: bool = False, weights: str | None = None, image_size: int | None = None,
-           layers: int = DEPTH, output: str = "tokens", freeze_layers: int | None = None,
+def cct384(pretrained: bool = False, weights: str | None = None,
+           image_size: int | tuple[int, int] | None = None, layers: int = DEPTH,
+           output: str = "tokens", freeze_layers: int | None = None,
            normalize: bool = False) -> CCTEncoder:
     """CCT-14/7x2 at 384x384: 576 tokens of 384-d (SeqVLAD/STformer's backbone)."""
     return _cct("cct384", 384, pretrained, weights, image_size, layers=layers, output=output,
