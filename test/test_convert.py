@@ -211,6 +211,46 @@ def test_adapt_stformer_levels_and_points_come_from_the_shapes_or_the_config():
             adapt_stformer_from_release(release, {"aggregator": bad})
 
 
+
+def _adapt_fixture_variant(tmp_path: Path, config: dict, frames: torch.Tensor,
+                           model_config: dict) -> Path:
+    """The visible Adapt-STformer fixture with another config and frames; its outputs are
+    our converter's, built directly with ``model_config``: the fixture passes only if
+    the runner builds the same model from the config and the frames."""
+    from seqvpr_core.convert.adapt_stformer import adapt_stformer_from_release
+
+    src = REFERENCE / "adapt_stformer"
+    meta = json.loads((src / "fixture.json").read_text())
+    meta["config"] = {**meta["config"], **config}
+    meta["tolerance"]["atol"] = {"descriptor_L3": 1e-6, "descriptor_L5": 1e-6}
+    release = read_release(src / "checkpoint.pth")
+    model = adapt_stformer_from_release(release, model_config)
+    io = torch.load(src / "io.pt", weights_only=True)
+    io = {"frames_u8": frames, **{k: io[k] for k in ("clip_index_L3", "clip_index_L5")}}
+    with torch.inference_mode():
+        feats = model.encode_frames(frames.permute(0, 2, 3, 1).contiguous())
+        for n in (3, 5):
+            io[f"descriptor_L{n}"] = model.aggregate(feats[io[f"clip_index_L{n}"]])
+    fixture = tmp_path / "adapt"
+    fixture.mkdir()
+    (fixture / "checkpoint.pth").write_bytes((src / "checkpoint.pth").read_bytes())
+    (fixture / "fixture.json").write_text(json.dumps(meta))
+    torch.save(io, fixture / "io.pt")
+    return fixture
+
+
+def test_adapt_stformer_fixture_runner_builds_heads_and_frame_size_from_the_fixture(tmp_path):
+    """The heads (Bev_RGB_Fusion's argument) and the frame size are not in the weights:
+    8 heads x 8 points read as 4 heads x 16, on 376x372 frames the CCT tokenises to
+    its 24x24 table unresized."""
+    frames = torch.load(REFERENCE / "adapt_stformer" / "io.pt", weights_only=True)["frames_u8"]
+    frames = frames[:, :, 4:380, 6:378].contiguous()
+    fixture = _adapt_fixture_variant(
+        tmp_path, {"heads": 4, "k_points": 16}, frames,
+        {"aggregator": {"heads": 4, "points": 16}, "encoder": {"image_size": [376, 372]}})
+    checks = check_fixture(fixture)
+    assert [c.name for c in checks if c.ok] == ["descriptor_L3", "descriptor_L5"], checks
+
 def test_converted_tvgnet_is_cct_tokens_and_seqvlad(tmp_path):
     model = _converted("vg-transformers", "vgt_tvgnet_cct384_seqvlad", tmp_path)
     assert model.variable_length and model.name == "cct384+seqvlad"

@@ -39,6 +39,10 @@ KEYS = (r"detr\.query_offset", r"detr\.reference_points", r"detr\.spatial_shapes
 ALLOWED = (r"encoder\..*", r"seqgem\.p")
 AGGREGATOR_OPTIONS = {"heads", "levels", "points", "frame_reshape"}
 AUTHORS_POINTS = 8
+# A fixture's config names the authors' options (``--num_levels``, ``--k_points``; the
+# heads are Bev_RGB_Fusion's argument): none of them is stored, and heads x levels x
+# points only fixes their product.
+FIXTURE_OPTIONS = {"num_levels": "levels", "k_points": "points", "heads": "heads"}
 
 
 def _aggregator_config(state: dict[str, torch.Tensor], config: dict[str, Any]
@@ -106,12 +110,15 @@ def run_fixture(fixture) -> dict[str, torch.Tensor]:
     (``L{n}_detr_states_token_mean``, ``L{n}_detr_states_clip{c}_last_frame_row{r}``
     or ``..._frame{f}_row{r}``) and ``L{n}_seqgem_token_mean``."""
     cfg = fixture.config
-    options = {k: cfg[f] for k, f in (("levels", "num_levels"), ("points", "k_points"))
-               if f in cfg}
-    model = adapt_stformer_from_release(fixture.release(), {"aggregator": options})
+    options = {k: cfg[f] for f, k in FIXTURE_OPTIONS.items() if f in cfg}
+    frames = fixture.frames_nhwc()
+    # Stored at the model's input size: the authors' CCT runs any size whose token grid
+    # its position table fits unresized, so ours is built at that size too.
+    model = adapt_stformer_from_release(fixture.release(), {
+        "aggregator": options, "encoder": {"image_size": list(frames.shape[1:3])}})
     agg = model.aggregator
     with torch.inference_mode():
-        feats = model.encode_frames(fixture.frames_nhwc())
+        feats = model.encode_frames(frames)
         outputs, states, pooled = {}, {}, {}
         for key in fixture.io:
             if m := re.fullmatch(r"clip_index_L(\d+)", key):
