@@ -124,9 +124,8 @@ def test_msls_night_queries(msls):
     assert [p.name for p in pair.query.paths] == ["qQ4.jpg"] and len(pair.db) == 10
 
 
-def test_seqvpr_eval_on_msls_restarts_the_stream_at_every_sequence(msls, tmp_path):
-    from seqvpr_core.cli.main import main
-
+def _two_city_config(msls, tmp_path):
+    """A data config testing on two MSLS cities (cph, sf): two pairs to pool."""
     cfg = tmp_path / "msls.yaml"
     cfg.write_text(yaml.safe_dump({
         "model": {"encoder": {"name": "pixels"}, "aggregator": {"name": "seqgem"}},
@@ -134,6 +133,13 @@ def test_seqvpr_eval_on_msls_restarts_the_stream_at_every_sequence(msls, tmp_pat
                  "options": {"cities": {"test": ["cph", "sf"]}}},
         "output": str(tmp_path / "run"),
         "ground_truth": {"pos_radius": 10.0, "eval_radius": 25.0}}))
+    return cfg
+
+
+def test_seqvpr_eval_on_msls_restarts_the_stream_at_every_sequence(msls, tmp_path):
+    from seqvpr_core.cli.main import main
+
+    cfg = _two_city_config(msls, tmp_path)
     out = tmp_path / "report.json"
     assert main(["eval", "--data", str(cfg), "--split", "test", "--model", "pixels+seqgem",
                  "--window", "2", "--radius", "25", "--json", str(out), "--reverse",
@@ -205,13 +211,7 @@ def test_seqvpr_eval_pools_a_baseline_over_the_pairs_of_a_split(msls, tmp_path, 
     the stream (SeqSLAM) weighted by the sequence's query windows they rank."""
     from seqvpr_core.cli.main import main
 
-    cfg = tmp_path / "msls.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "model": {"encoder": {"name": "pixels"}, "aggregator": {"name": "seqgem"}},
-        "data": {"reader": "msls", "root": str(msls),
-                 "options": {"cities": {"test": ["cph", "sf"]}}},
-        "output": str(tmp_path / "run"),
-        "ground_truth": {"pos_radius": 10.0, "eval_radius": 25.0}}))
+    cfg = _two_city_config(msls, tmp_path)
     out = tmp_path / "report.json"
     args = ["eval", "--data", str(cfg), "--split", "test", "--model", "pixels+seqgem",
             "--window", "2", "--radius", "25", "--json", str(out), "--examples", "0"]
