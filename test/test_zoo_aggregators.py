@@ -343,3 +343,18 @@ def test_a_pretrained_stformer_without_a_temporal_checkpoint_is_refused():
     with pytest.raises(FileNotFoundError, match="stformer temporal branch.*pretrained=False"):
         SequenceModel(config, pretrained=True)
     assert SequenceModel(config, pretrained=False).aggregator.temporal is not None
+
+
+@pytest.mark.parametrize("name,options", [
+    ("stformer", {"heads": 0}), ("adapt_stformer", {"heads": 0}), ("timesformer", {"heads": 0}),
+    ("stformer", {"heads": 5}), ("adapt_stformer", {"heads": 2.5})])
+def test_attention_heads_that_do_not_split_the_channels_are_refused(name, options):
+    """A message naming the heads, never a ZeroDivisionError from inside a constructor."""
+    from seqvpr_core.models import SequenceModel
+
+    encoder = {"name": "vit", "output": "patches", "pretrained": False} if name == "timesformer" \
+        else {"name": "cct224", "image_size": 64, "layers": 1, "pretrained": False,
+              "output": "tokens+patches" if name == "stformer" else "tokens"}
+    with pytest.raises(ValueError, match="heads"):
+        SequenceModel({"encoder": encoder, "aggregator": {"name": name, **options}},
+                      pretrained=False)

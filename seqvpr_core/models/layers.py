@@ -12,13 +12,20 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def check_heads(dim: int, heads: int, what: str = "dim") -> None:
+    """Attention splits ``dim`` channels into ``heads`` equal parts: refuse what cannot
+    (0 heads would otherwise divide by zero deep inside a constructor)."""
+    if not isinstance(heads, int) or heads < 1 or dim % heads:
+        raise ValueError(f"{what} {dim} is not divisible by {heads} heads (need an integer "
+                         ">= 1 that divides it)")
+
+
 class Attention(nn.Module):
     """Multi-head self-attention, [B, N, C] -> [B, N, C], optional additive bias/mask."""
 
     def __init__(self, dim: int, heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by {heads} heads")
+        check_heads(dim, heads)
         self.heads = heads
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import Aggregator, gem_mean
+from ..layers import check_heads
 from ..registry import register_aggregator
 from .netvlad import NetVLAD
 
@@ -65,8 +66,7 @@ class DeformableCrossAttention(nn.Module):
     def __init__(self, dim: int, grid: tuple[int, int], heads: int = 8, levels: int = 1,
                  points: int = 8, dropout: float = 0.1) -> None:
         super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by {heads} heads")
+        check_heads(dim, heads)
         if levels < 1 or points < 1:
             raise ValueError(f"levels and points must be >= 1, got {levels}, {points}")
         self.heads, self.levels, self.points, self.grid = heads, levels, points, tuple(grid)

@@ -35,6 +35,7 @@ from torch import nn
 
 from ..base import Aggregator
 from ..encoders.cct import FORMATS, CCTBlock, freeze_te, init_linear_and_norm
+from ..layers import check_heads
 from ..registry import register_aggregator
 from ..weights import read_state_dict, weights_to_load
 from .netvlad import NetVLAD
@@ -78,8 +79,7 @@ class WindowSpaceTimeAttention(nn.Module):
     def __init__(self, dim: int, heads: int, length: int, grid: tuple[int, int],
                  window: int = 6, stride: int = 3, relative_positions: bool = True) -> None:
         super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by {heads} heads")
+        check_heads(dim, heads)
         h, w = grid
         covered = [(n - window) % stride == 0 and n >= window for n in (h, w)]
         if window < 1 or stride < 1 or not all(covered):

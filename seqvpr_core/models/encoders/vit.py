@@ -27,6 +27,7 @@ import torch
 from torchvision.models.vision_transformer import VisionTransformer, interpolate_embeddings
 
 from ..base import FrameEncoder, Preprocess, l2n
+from ..layers import check_heads
 from ..registry import register_encoder
 from ..weights import load_exact, read_state_dict, weights_to_load
 from .cnn import IMAGENET_MEAN, IMAGENET_STD
@@ -51,8 +52,7 @@ class ViTEncoder(FrameEncoder):
             raise ValueError(f"trainable_layers must be 0..{layers}, got {trainable_layers}")
         if output == "patches":  # torchvision's patch embedding alone (and its init)
             layers, heads, mlp_dim = 0, 1, 1
-        if hidden_dim % heads:
-            raise ValueError(f"hidden_dim {hidden_dim} is not divisible by {heads} heads")
+        check_heads(hidden_dim, heads, "hidden_dim")
         vit = VisionTransformer(image_size, patch_size, layers, heads, hidden_dim, mlp_dim)
         self.image_size, self.patch_size, self.output = image_size, patch_size, output
         self.conv_proj = vit.conv_proj
