@@ -15,7 +15,9 @@ Each stream is run once through ``StreamingLocalizer`` (the node's path) and its
 matches are replayed through :class:`LoopClosureGate` for every setting. A closure
 is true when the matched map window ends within 1 frame of the query window's
 newest frame (the seasons are frame-aligned); recall is true closures over the
-windows that have a true match (the second pass; every cross-season window).
+second pass's windows (every window whose newest frame is in it, including the first
+WINDOW - 2, which no map window can match yet: a revisit's recall tops out at 592/600)
+and over every cross-season window.
 """
 
 from __future__ import annotations
