@@ -24,7 +24,7 @@ import torch
 
 from ..models import SequenceModel
 from . import register_converter, register_fixture
-from .release import cnn_trunk, require, strip_prefix, unprefixed
+from .release import cnn_trunk, only_under, require, strip_prefix, unprefixed
 
 COSPLACE_KEYS = (r"backbone\.\d+\..+", r"aggregation\.1\.p", r"aggregation\.3\.weight",
                  r"aggregation\.3\.bias")
@@ -75,10 +75,7 @@ def convert_cosplace(release: Any, config: dict[str, Any]) -> SequenceModel:
 @register_converter("jist")
 def convert_jist(release: Any, config: dict[str, Any]) -> SequenceModel:
     state = unprefixed(release)
-    outside = sorted(k for k in state if not k.startswith(("model.", "seq_gem.")))
-    if outside:
-        raise ValueError(f"not a JIST checkpoint (model.*, seq_gem.p): unexpected keys "
-                         f"{outside[:6]}")
+    only_under(state, ("model.", "seq_gem."), "JIST")
     encoder, tensors = cosplace_encoder(strip_prefix(state, "model."), "jist",
                                         dict(config.get("encoder") or {}))
     aggregator = dict(config.get("aggregator") or {})

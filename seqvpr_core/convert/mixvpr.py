@@ -24,7 +24,7 @@ from ..models import SequenceModel
 from ..models.encoders.cnn import TORCHVISION_RESNET
 from ..models.encoders.map_pooling import MixVPRPool
 from . import register_converter, register_fixture
-from .release import cnn_trunk, require, state_dict_of, strip_prefix
+from .release import cnn_trunk, only_under, require, state_dict_of, strip_prefix
 
 HEAD_KEYS = (r"channel_proj\.(weight|bias)", r"row_proj\.weight")
 MIXER_KEYS = (r"mix\.\d+\.mix\.[013]\.(weight|bias)",)  # none with mix_depth=0
@@ -63,10 +63,7 @@ def _torchvision_indices(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 @register_converter("mixvpr")
 def convert_mixvpr(release: Any, config: dict[str, Any]) -> SequenceModel:
     state = state_dict_of(release)
-    outside = sorted(k for k in state if not k.startswith(("backbone.model.", "aggregator.")))
-    if outside:
-        raise ValueError(f"not a MixVPR VPRModel checkpoint (backbone.model.*, aggregator.*): "
-                         f"unexpected keys {outside[:6]}")
+    only_under(state, ("backbone.model.", "aggregator."), "MixVPR VPRModel")
     channels, hw, options = head_options(strip_prefix(state, "aggregator."))
     trunk = _torchvision_indices(strip_prefix(state, "backbone.model."))
     if not trunk:

@@ -64,6 +64,17 @@ def require(state: Mapping[str, torch.Tensor], patterns: Iterable[str], what: st
                          f"{' ...' if len(unexpected) > 6 else ''}")
 
 
+def only_under(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...], what: str
+               ) -> None:
+    """Refuse ``state`` if a key lies outside ``prefixes``: a file of another format
+    (the error names the format, its prefixes and the first stray keys)."""
+    unexpected = sorted(k for k in state if not k.startswith(prefixes))
+    if unexpected:
+        expected = ", ".join(f"{p}*" for p in prefixes)
+        raise ValueError(f"not a {what} checkpoint ({expected}): unexpected keys "
+                         f"{unexpected[:6]}")
+
+
 def cnn_trunk(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """The seqvpr CNN encoder (name, ``layer3_crop``) whose ``backbone`` takes a
     torchvision trunk's keys as ``nn.Sequential`` indices (prefix removed): ResNet-18/50

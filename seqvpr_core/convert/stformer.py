@@ -26,7 +26,7 @@ from ..models import SequenceModel
 from . import register_converter, register_fixture
 from .cct import cct_encoder_from_release
 from .netvlad import SEQVLAD_KEYS, load_seqvlad
-from .release import require, strip_prefix, unprefixed
+from .release import only_under, require, strip_prefix, unprefixed
 
 TEMPORAL_KEYS = (r"norm\.(weight|bias)", r"blocks\.0\.self_attn\.qkv\.weight")
 TEMPORAL_ALLOWED = (r"positional_emb", r"attention_pool\.(weight|bias)",
@@ -68,10 +68,7 @@ def _temporal_config(temporal: dict[str, torch.Tensor], config: dict[str, Any]
 @register_converter("stformer")
 def stformer_from_release(release: Any, config: dict[str, Any]) -> SequenceModel:
     state = unprefixed(release)
-    unknown = sorted(k for k in state if not k.startswith(
-        ("encoder.spatial.", "encoder.temporal.", "aggregator.")))
-    if unknown:
-        raise ValueError(f"not an STformer checkpoint: unexpected keys {unknown[:6]}")
+    only_under(state, ("encoder.spatial.", "encoder.temporal.", "aggregator."), "STformer")
     spatial = strip_prefix(state, "encoder.spatial.")
     if any("rel_pos" in k for k in spatial):
         raise ValueError("this STformer was trained with --rel_pos_spatial (attention across "

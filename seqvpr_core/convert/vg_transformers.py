@@ -40,7 +40,7 @@ from ..models.registry import AGGREGATORS
 from . import register_converter, register_fixture
 from .cct import cct_encoder_from_release
 from .netvlad import init_checks, vlad_from_state, vlad_state
-from .release import cnn_trunk, strip_prefix, unprefixed
+from .release import cnn_trunk, only_under, strip_prefix, unprefixed
 
 Tensors = dict[str, torch.Tensor]
 # Frozen leading trunk modules while training: ResNets before --freeze_layer (layer3 by
@@ -57,15 +57,12 @@ class TVGNetRelease:
     @classmethod
     def parse(cls, release: Any) -> TVGNetRelease:
         state = unprefixed(release, ("model_state_dict", "state_dict"))
-        parts = cls(*(strip_prefix(state, f"{name}.")
-                      for name in ("encoder", "pooling", "aggregator")))
-        unexpected = sorted(k for k in state
-                            if not k.startswith(("encoder.", "pooling.", "aggregator.")))
-        if unexpected or not (parts.encoder or parts.pooling or parts.aggregator):
-            raise ValueError("not a vg-transformers TVGNet checkpoint (module.encoder.*, "
-                             f"module.pooling.*, module.aggregator.*): unexpected keys "
-                             f"{unexpected[:6]}")
-        return parts
+        prefixes = ("encoder.", "pooling.", "aggregator.")
+        only_under(state, prefixes, "vg-transformers TVGNet")
+        if not state:
+            raise ValueError("not a vg-transformers TVGNet checkpoint: no encoder.*, "
+                             "pooling.* or aggregator.* tensors")
+        return cls(*(strip_prefix(state, prefix) for prefix in prefixes))
 
     @property
     def aggregation(self) -> str:
