@@ -138,14 +138,18 @@ def test_a_pose_that_is_not_three_numbers_is_refused(model, frames):
         localizer(model).step(frames[0], 0, pose=(1.0, 2.0))
 
 
-def test_slam_exclusion_stays_right_after_the_clock_goes_back(model, frames):
+@pytest.mark.parametrize("reset", [False, True], ids=["clock-jump", "reset-then-replay"])
+def test_slam_exclusion_stays_right_after_the_clock_goes_back(model, frames, reset):
     """Entries made before a clock reset are older than anything after it: they become
-    candidates, while the recent past after the reset stays excluded."""
+    candidates, while the recent past after the reset stays excluded; the same after
+    reset() and a bag replayed from an earlier stamp."""
     loc = localizer(model, "slam", WindowConfig.fixed(1), exclude_recent_s=2.5)
     s = 1_000_000_000
     for i, stamp in enumerate([100 * s, 101 * s, 102 * s, 103 * s]):
         loc.step(frames[i], stamp)
     before_reset = len(loc.map)
+    if reset:
+        loc.reset()
     r = loc.step(frames[4], 0)  # the clock restarts at 0
     assert r.matches and max(m.keyframe_id for m in r.matches) < before_reset
     r = loc.step(frames[5], 1 * s)

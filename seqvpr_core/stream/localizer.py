@@ -201,8 +201,6 @@ class StreamingLocalizer:
                             "restart; further jumps are counted (stats.time_resets) without "
                             "this warning", info.source or "stream", stamp, last)
             self._restart_windows()
-            # slam: every entry so far is older than anything from here on
-            self._stamped_from, self._own_end_ns = len(self.map), []
         elif stamp == last:
             self.stats.duplicate_stamps += 1
             if self.stats.duplicate_stamps == 1:
@@ -236,7 +234,10 @@ class StreamingLocalizer:
         with torch.inference_mode():
             descriptor = self.model.aggregate(feats[None])[0].float().cpu().numpy()
         result = WindowResult(infos, descriptor, [])
-        mode = self.config.mode
+        mode, end_ns = self.config.mode, infos[-1].stamp_ns
+        if self._own_end_ns and end_ns < self._own_end_ns[-1]:
+            # the clock went back (detected, or after reset()): every entry so far is older
+            self._stamped_from, self._own_end_ns = len(self.map), []
         if mode != "mapping":
             max_id = self._candidate_limit(infos[0].stamp_ns) if mode == "slam" else None
             result.matches = self.map.matches(descriptor, self.config.top_k, max_id)
@@ -245,9 +246,6 @@ class StreamingLocalizer:
         if mode != "localize":
             result.keyframe_id = len(self.map)
             self.map.add(descriptor[None], [result.keyframe()])
-            end_ns = infos[-1].stamp_ns
-            if self._own_end_ns and end_ns < self._own_end_ns[-1]:  # the clock went back
-                self._stamped_from, self._own_end_ns = result.keyframe_id, []
             self._own_end_ns.append(end_ns)
         return result
 
