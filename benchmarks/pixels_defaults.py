@@ -13,6 +13,7 @@ no part in the choice, for L = 1, 5, 10 under both rules.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 
@@ -45,12 +46,19 @@ def candidates() -> list[dict]:
     return out
 
 
+@functools.cache
+def _encoded(options: tuple, frames: tuple[int, int]) -> tuple:
+    """(model, summer and winter frames encoded once per preprocessing and stretch)."""
+    base = SequenceModel({"encoder": {"name": "pixels", **dict(options)},
+                          "aggregator": "none"}).eval()
+    return base, *(encode_traversal(base, read_image_folder(NORDLAND / season)
+                                    .subset(*frames), progress=False)[:2]
+                   for season in ("summer", "winter"))
+
+
 def recall_at_1(encoder: dict, frames: tuple[int, int], length: int) -> dict[str, float]:
-    db = read_image_folder(NORDLAND / "summer").subset(*frames)
-    q = read_image_folder(NORDLAND / "winter").subset(*frames)
-    base = SequenceModel({"encoder": {"name": "pixels", **encoder}, "aggregator": "none"}).eval()
+    base, dbe, qe = _encoded(tuple(sorted(encoder.items())), frames)
     model = base.with_aggregator({"name": "cat", "length": length})
-    dbe, qe = (encode_traversal(base, t, progress=False)[:2] for t in (db, q))
     r = evaluate(model, dbe, qe, WindowConfig.fixed(length), GroundTruth(tolerance=1))
     return {rule: rec[1] for rule, rec in r.recalls.items()}
 
